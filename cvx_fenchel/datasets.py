@@ -445,8 +445,17 @@ _PICKLE_ALLOWED = {
 }
 
 
+def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as used by protocol-2 pickles of ``bytes`` written by Python 3 (latin1 only)."""
+    if encoding != "latin1" or not isinstance(obj, str):
+        raise pickle.UnpicklingError(f"codecs.encode with encoding {encoding!r} is not allowed")
+    return obj.encode("latin1", errors)
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("_codecs", "encode"), ("codecs", "encode")):
+            return _latin1_encode
         if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
