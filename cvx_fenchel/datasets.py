@@ -48,8 +48,8 @@ __all__ = [
 # MNIST
 # ---------------------------------------------------------------------------
 
-#: Official mirrors, tried in this order by nobody but the user: the first is the default
-#: ``base_url`` of :func:`download_mnist`.
+#: Official mirrors. The first is the default ``base_url`` of :func:`download_mnist`;
+#: there is no automatic fallback to the second (pass it as ``base_url``).
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -81,7 +81,7 @@ def _parse_idx(raw: bytes, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
     Checks the magic, the number of dimensions and every dimension against
     ``shape``, and that the payload is exactly ``prod(dims)`` bytes long.
-    Returns a read-only-free copy of shape ``shape`` and dtype uint8.
+    Returns a writeable uint8 copy of shape ``shape``.
     """
     if len(raw) < 4:
         raise DatasetError(f"{name}: file is truncated ({len(raw)} bytes, no IDX header); "
