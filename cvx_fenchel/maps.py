@@ -46,8 +46,8 @@ import scipy.sparse as sp
 from .backend import check_array, get_namespace, resolve_dtype, to_numpy
 from .errors import InputError, UnknownNameError
 
-__all__ = ["LinearMap", "Dense", "Conv2D", "AvgPool2D", "Flatten", "MAPS", "make_map",
-           "power_iteration"]
+__all__ = ["LinearMap", "Dense", "Conv2D", "AvgPool2D", "Flatten", "Chain", "MAPS", "make_map",
+           "make_chain", "power_iteration"]
 
 # Patch matrices (im2col) larger than this many entries are built per chunk of samples.
 _MAX_PATCH_ENTRIES = 2 ** 24
@@ -912,6 +912,177 @@ class Flatten(_SizesFromShapes, LinearMap):
 
 
 # --------------------------------------------------------------------------------------------
+# Chain: weightless maps around at most one weighted map (e.g. LeNet's "avg-pool then conv")
+
+class Chain(LinearMap):
+    """Composition ``A = A_k o ... o A_1`` of maps, at most one of which has weights.
+
+    Written ``A(X; W) = post(A_w(pre(X); W))`` with ``pre``/``post`` the
+    weightless maps before/after the weighted one ``A_w``; the bias is added at
+    the end (``b`` is ``A_w``'s bias, so ``post`` must keep it meaningful: it is
+    broadcast over ``out_shape`` only when ``post`` is empty or the Flatten of a
+    per-channel bias, see :meth:`apply`). Adjoints compose in reverse:
+    ``A_X^T G = pre^T(A_w,X^T(post^T G))`` and
+    ``A_W^T G = A_w,W^T(post^T G; pre(X))``.
+
+    Parameters
+    ----------
+    maps : sequence of LinearMap whose shapes line up (``out_shape`` of one is
+        ``in_shape`` of the next).
+    """
+
+    name: ClassVar[str] = "chain"
+
+    def __init__(self, maps: Any):
+        maps = tuple(maps)
+        if not maps or not all(isinstance(a, LinearMap) for a in maps):
+            raise InputError("Chain needs a non-empty sequence of LinearMap objects")
+        for a, c in zip(maps[:-1], maps[1:]):
+            if a.out_shape != c.in_shape:
+                raise InputError(f"Chain: out_shape {a.out_shape} of {a!r} does not match "
+                                 f"in_shape {c.in_shape} of {c!r}")
+        weighted = [i for i, a in enumerate(maps) if a.has_weights]
+        if len(weighted) > 1:
+            raise InputError("Chain allows at most one map with weights")
+        self.maps = maps
+        self._iw = weighted[0] if weighted else None
+        self.in_shape = maps[0].in_shape
+        self.out_shape = maps[-1].out_shape
+        self.n_in = math.prod(self.in_shape)
+        self.n_out = math.prod(self.out_shape)
+        if self._iw is not None:
+            post = maps[self._iw + 1:]
+            if post and not (len(post) == 1 and isinstance(post[0], Flatten)
+                             and isinstance(maps[self._iw], Conv2D)):
+                raise InputError("Chain: after the weighted map only a Flatten of a Conv2D "
+                                 "output is allowed (the bias must stay a per-unit bias)")
+
+    def __repr__(self) -> str:
+        return "Chain(" + ", ".join(repr(a) for a in self.maps) + ")"
+
+    @property
+    def has_weights(self) -> bool:  # type: ignore[override]
+        return self._iw is not None
+
+    @property
+    def weighted(self) -> LinearMap | None:
+        """The map carrying the weights (None if none does)."""
+        return None if self._iw is None else self.maps[self._iw]
+
+    @property
+    def weight_shape(self) -> tuple[int, ...] | None:
+        return None if self._iw is None else self.maps[self._iw].weight_shape
+
+    @property
+    def bias_shape(self) -> tuple[int, ...] | None:
+        return None if self._iw is None else self.maps[self._iw].bias_shape
+
+    def _split(self) -> tuple[tuple[LinearMap, ...], LinearMap | None, tuple[LinearMap, ...]]:
+        if self._iw is None:
+            return self.maps, None, ()
+        return self.maps[:self._iw], self.maps[self._iw], self.maps[self._iw + 1:]
+
+    def apply(self, X: Any, W: Any = None, b: Any = None) -> Any:
+        """``post(A_w(pre(X); W) + b)`` (the bias enters before the trailing Flatten)."""
+        X = self._check_input(X)
+        W = self._check_W(W)
+        b = self._check_b(b)
+        xp, _ = get_namespace(X, W, b)
+        pre, mid, post = self._split()
+        for a in pre:
+            X = a._forward(X, None, xp)
+        if mid is not None:
+            X = mid._forward(X, W, xp)
+            if b is not None:
+                X = X + b
+        for a in post:
+            X = a._forward(X, None, xp)
+        return X
+
+    def _forward(self, X: Any, W: Any, xp: Any) -> Any:
+        for a in self.maps:
+            X = a._forward(X, W if a.has_weights else None, xp)
+        return X
+
+    def _adjoint_input(self, G: Any, W: Any, xp: Any) -> Any:
+        for a in reversed(self.maps):
+            G = a._adjoint_input(G, W if a.has_weights else None, xp)
+        return G
+
+    def _adjoint_weights(self, G: Any, X: Any, xp: Any) -> tuple[Any, Any]:
+        pre, mid, post = self._split()
+        for a in pre:
+            X = a._forward(X, None, xp)
+        for a in reversed(post):
+            G = a._adjoint_input(G, None, xp)
+        return mid._adjoint_weights(G, X, xp)  # type: ignore[union-attr]
+
+    def lipschitz_input(self, W: Any = None, *, n_iter: int = 300, n_starts: int = 4,
+                        safety: float = 1.01, rng: Any = 0, tol: float = 1e-9) -> float:
+        """Estimate of ``||X -> A(X; W)||_2^2``: batched power iteration on ``A^T A``
+        (see :func:`power_iteration`) times ``safety``; exact (product of exact
+        norms) when no map has weights, since pooling and flattening have
+        orthogonal rows of equal norm."""
+        W = self._check_W(W)
+        if self._iw is None:
+            return math.prod(a.lipschitz_input() for a in self.maps)
+        xp, _ = get_namespace(W)
+        x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
+        lam = power_iteration(lambda x: self._adjoint_input(self._forward(x, W, xp), W, xp), x0,
+                              n_iter=n_iter, tol=tol)
+        return float(safety) * lam
+
+    def lipschitz_weights(self, X: Any, *, include_bias: bool = True) -> float:
+        """The weighted map's :meth:`lipschitz_weights` at ``pre(X)`` (the trailing
+        Flatten, if any, is an isometry), so exact up to 1e-9 relative; 0 without weights."""
+        X = self._check_input(X)
+        if self._iw is None:
+            return 0.0
+        xp, _ = get_namespace(X)
+        pre, mid, _ = self._split()
+        for a in pre:
+            X = a._forward(X, None, xp)
+        return mid.lipschitz_weights(X, include_bias=include_bias)  # type: ignore[union-attr]
+
+    def init_weights(self, rng: Any = None, scheme: str | None = None, dtype: Any = np.float64,
+                     *, std: float | None = None, bias: float = 0.1, xp: Any = None) -> tuple[Any, Any]:
+        """The weighted map's :meth:`init_weights` (``(None, None)`` without weights)."""
+        if self._iw is None:
+            return None, None
+        return self.maps[self._iw].init_weights(rng, scheme, dtype, std=std, bias=bias, xp=xp)
+
+    def weight_matrix(self, X: Any) -> sp.csr_matrix:
+        """``K = (I_m kron Post_1) K_w(pre(X))``; the trailing Flatten is the identity on
+        C-order vectors, so ``K = K_w(pre(X))``."""
+        X = self._check_input(X)
+        if self._iw is None:
+            raise InputError(f"{self._label()} has no weights, so no weight matrix")
+        pre, mid, _ = self._split()
+        xp, _ = get_namespace(X)
+        for a in pre:
+            X = a._forward(X, None, xp)
+        return mid.weight_matrix(X)  # type: ignore[union-attr]
+
+    def bias_matrix(self, m: int) -> sp.csr_matrix:
+        """The weighted map's bias matrix (the trailing Flatten does not change C-order vectors)."""
+        if self._iw is None:
+            raise InputError(f"{self._label()} has no bias, so no bias matrix")
+        return self.maps[self._iw].bias_matrix(m)
+
+    def _bias_constant(self, b: Any, m: int) -> np.ndarray | None:
+        if b is None:
+            return None
+        b = np.asarray(to_numpy(self._check_b(b)), dtype=np.float64)
+        mid_shape = self.maps[self._iw].out_shape  # type: ignore[index]
+        return np.broadcast_to(b, (m,) + mid_shape).reshape(m, self.n_out)
+
+    def cvxpy_apply_weights(self, X: Any, Wvar: Any, bvar: Any = None) -> Any:
+        """As :meth:`LinearMap.cvxpy_apply_weights` (a Dense weighted map takes the
+        general sparse-matrix route here)."""
+        return LinearMap.cvxpy_apply_weights(self, X, Wvar, bvar)
+
+
+# --------------------------------------------------------------------------------------------
 # registry
 
 MAPS: dict[str, type[LinearMap]] = {cls.name: cls for cls in (Dense, Conv2D, AvgPool2D, Flatten)}
@@ -948,3 +1119,20 @@ def make_map(spec: Any, in_shape: Any, **params: Any) -> LinearMap:
         return cls.from_in_shape(in_shape, **params)  # type: ignore[attr-defined]
     except TypeError as exc:
         raise InputError(f"bad parameters for layer map {spec!r}: {exc}") from None
+
+
+def make_chain(specs: Any, in_shape: Any) -> Chain:
+    """Build a :class:`Chain` from a list of specs (as for :func:`make_map`), feeding
+    each map's ``out_shape`` to the next.
+
+    Examples
+    --------
+    >>> make_chain(['avgpool2d', {'type': 'conv2d', 'c_out': 16}], (28, 28, 6)).out_shape
+    (10, 10, 16)
+    """
+    maps = []
+    shape = in_shape
+    for spec in specs:
+        maps.append(make_map(spec, shape))
+        shape = maps[-1].out_shape
+    return Chain(maps)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import cvx_fenchel.maps as maps_mod
 from cvx_fenchel.backend import cupy_available, get_backend, to_numpy
 from cvx_fenchel.errors import InputError, UnknownNameError
-from cvx_fenchel.maps import MAPS, AvgPool2D, Conv2D, Dense, Flatten, make_map
+from cvx_fenchel.maps import (MAPS, AvgPool2D, Chain, Conv2D, Dense, Flatten, make_chain,
+                               make_map)
 
 RTOL = 1e-10
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -24,7 +25,8 @@ SETTINGS = settings(max_examples=30, deadline=None)
 @st.composite
 def small_maps(draw):
     """A small map of any kind plus a batch size and a seed."""
-    kind = draw(st.sampled_from(["dense", "conv_valid", "conv_same", "avgpool", "flatten"]))
+    kind = draw(st.sampled_from(["dense", "conv_valid", "conv_same", "avgpool", "flatten",
+                                 "chain"]))
     if kind == "dense":
         lmap = Dense(draw(st.integers(1, 6)), draw(st.integers(1, 6)))
     elif kind.startswith("conv"):
@@ -36,8 +38,16 @@ def small_maps(draw):
         s = draw(st.integers(1, 3))
         lmap = AvgPool2D((s * draw(st.integers(1, 3)), s * draw(st.integers(1, 3)),
                           draw(st.integers(1, 3))), size=s)
-    else:
+    elif kind == "flatten":
         lmap = Flatten(tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))))
+    else:
+        shape = (2 * draw(st.integers(1, 3)), 2 * draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+        k = draw(st.integers(1, min(shape[:2]) // 2))
+        variants = [["avgpool2d", {"type": "conv2d", "c_out": 2, "kernel": k}],
+                    ["avgpool2d", {"type": "conv2d", "c_out": 2, "kernel": k}, "flatten"],
+                    ["avgpool2d", "flatten", {"type": "dense", "n_out": 3}],
+                    ["avgpool2d", "flatten"]]
+        lmap = make_chain(draw(st.sampled_from(variants)), shape)
     return lmap, draw(st.integers(1, 3)), draw(st.integers(0, 2**31 - 1))
 
 
@@ -94,7 +104,8 @@ def test_adjoint_identities(case):
         assert dW.shape == lmap.weight_shape and db.shape == lmap.bias_shape
         assert math.isclose(lhs, np.vdot(W, dW), rel_tol=1e-10, abs_tol=1e-10)
         bias_part = lmap.apply(X, W, b) - AX
-        assert close(bias_part, np.broadcast_to(b, AX.shape))
+        mid_shape = (lmap.weighted if isinstance(lmap, Chain) else lmap).out_shape
+        assert close(bias_part, np.broadcast_to(b, (m,) + mid_shape).reshape(AX.shape))
         assert math.isclose(np.vdot(bias_part, G), np.vdot(b, db), rel_tol=1e-10, abs_tol=1e-10)
     else:
         assert dW is None and db is None
@@ -167,6 +178,27 @@ def test_avgpool_against_strided_sum_and_flatten_against_reshape():
     flat = Flatten((6, 8, 3))
     assert close(flat.apply(X), X.reshape(4, -1))
     assert close(flat.adjoint_input(X.reshape(4, -1)), X)
+
+
+def test_chain_equals_composition():
+    rng = np.random.default_rng(8)
+    pool, conv = AvgPool2D((8, 8, 2)), Conv2D((4, 4, 2), 3, (3, 3))
+    chain = Chain([pool, conv, Flatten(conv.out_shape)])
+    X = rng.standard_normal((3, 8, 8, 2))
+    W, b = conv.init_weights(0)
+    G = rng.standard_normal((3, 12))
+    assert close(chain.apply(X, W, b), conv.apply(pool.apply(X), W, b).reshape(3, -1))
+    G4 = G.reshape((3,) + conv.out_shape)
+    assert close(chain.adjoint_input(G, W), pool.adjoint_input(conv.adjoint_input(G4, W)))
+    dW, db = chain.adjoint_weights(G, X)
+    rW, rb = conv.adjoint_weights(G4, pool.apply(X))
+    assert close(dW, rW) and close(db, rb)
+    assert chain.weighted is conv and chain.weight_shape == conv.weight_shape
+    with pytest.raises(InputError, match="does not match"):
+        Chain([conv, pool])
+    with pytest.raises(InputError, match="at most one"):
+        Chain([Dense(3, 3), Dense(3, 3)])
+    assert Chain([pool, Flatten(pool.out_shape)]).lipschitz_input() == 0.25
 
 
 def test_dense_formulas():
@@ -367,7 +399,9 @@ gpu = pytest.mark.skipif(not cupy_available(), reason="CuPy with a CUDA device i
 @gpu
 @pytest.mark.parametrize("lmap", [Dense(7, 5), Conv2D((9, 8, 3), 4, (3, 3)),
                                   Conv2D((9, 8, 3), 4, (3, 2), padding="same"),
-                                  AvgPool2D((8, 6, 3), 2), Flatten((3, 4, 2))])
+                                  AvgPool2D((8, 6, 3), 2), Flatten((3, 4, 2)),
+                                  Chain([AvgPool2D((8, 8, 3), 2), Conv2D((4, 4, 3), 2, (3, 3)),
+                                         Flatten((2, 2, 2))])])
 def test_cupy_equals_numpy(lmap):
     cp_ = get_backend("cupy")
     X, W, b, G = random_point(lmap, 4, 11)
