@@ -1,0 +1,616 @@
+r"""Feed-forward networks seen as lifted networks: layer specs, grouping, presets, relaxed objective.
+
+A network is declared as a list of layer *specs* (:class:`Dense`, :class:`Conv2D`,
+:class:`AvgPool2D`, :class:`Flatten`). Weightless maps (pooling, flatten) are grouped into the
+next weighted map, so that lifted layer ``l`` is
+
+.. math::
+
+    X_l \;\longmapsto\; U_l = A_l(X_l; W_l) + b_l \;\longmapsto\; X_{l+1} = \phi_l(U_l),
+    \qquad l = 0, \dots, L,
+
+with ``X_0`` the data, ``A_l`` a :mod:`cvx_fenchel.maps` map (a ``maps.Chain`` of e.g.
+``[AvgPool2D, Conv2D]`` when pooling precedes the weighted map) and no activation on the output
+layer ``L``: its pre-activation ``O = U_L`` is scored by the loss (summed over the batch)
+
+* ``"mse"``: :math:`\mathcal L(Y, O) = \tfrac12 \|Y - O\|_F^2`,
+* ``"cross_entropy"``: :math:`\mathcal L(Y, O) = \sum_i [\operatorname{logsumexp}(O_i) - \langle Y_i, O_i\rangle]`.
+
+Relaxed objective
+-----------------
+For weights ``W = (W_l, b_l)`` and lifted variables ``X = (X_1, ..., X_L)`` (each in the domain
+of ``F_{l-1}``, e.g. ``X_l >= 0`` after a ReLU) the batch objective minimised by block-coordinate
+descent is
+
+.. math::
+
+    J(W, X) = \mathcal L(Y, A_L(X_L; W_L) + b_L)
+      + \sum_{l<L} \lambda_l \sum B_l(X_{l+1}, A_l(X_l; W_l) + b_l)
+      + \sum_{l\le L} \rho_l (\|W_l\|^2 + \|b_l\|^2) + \gamma_l (\|W_l - W_l^0\|^2 + \|b_l - b_l^0\|^2),
+
+``B_l`` the Fenchel-Young divergence of ``phi_l`` (:mod:`cvx_fenchel.activations`). ``W^0`` are
+the previous batch's weights (``gamma = 0``: Algorithm 1). At ``X`` = feed-forward values every
+``B_l`` vanishes, so ``min_X J <= p(W) + ridge/proximal terms`` where
+``p(W) = L(Y, f_W(X_0))`` is the network loss (:meth:`Network.network_loss`).
+
+Per-layer hyper-parameters
+--------------------------
+Each weighted spec carries ``lam`` (``lambda_l``, weight of its divergence ``B_l``; unused on the
+output layer), ``rho`` (ridge), ``gamma`` (proximal weight to the previous batch) and ``coef``
+(the original code's ``lbd_coef``: an extra factor on *this* layer's term inside the X-step of its
+input ``X_l``, i.e. the X_l step minimises ``coef_l * lam_l * B_l(X_{l+1}, A_l(Z)) +
+lam_{l-1} B_{l-1}(Z, U_{l-1})``, or ``coef_L * Loss + ...`` for ``l = L``; it never enters ``J`` or
+the W-steps, so ``coef != 1`` makes the X-steps heuristic and BCD need not decrease ``J``).
+``None`` takes the model-wide default of :class:`Network`.
+
+**Scaling versus the original code.** Our ``B`` is half the original penalty
+``v^2 - 2uv + max(u,0)^2 = 2B`` (ReLU), so the original ``lambda = 1`` on ``2B`` is ``lam = 2``
+here; an original X_1-step ``10*CE + 1*(2B)`` is ``coef = 10, lam = 2``. The original last-layer
+W-step averages the cross-entropy over the batch (``reduce_mean``) while its X-step sums it; with
+our summed loss the same minimiser needs ``gamma_L = gamma_orig * batch_size``
+(see :func:`original_settings`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import maps as _maps
+from .activations import Activation, get_activation
+from .backend import check_array, check_scalar, get_namespace, resolve_dtype, to_numpy
+from .errors import InputError, UnknownNameError
+
+__all__ = ["Dense", "Conv2D", "AvgPool2D", "Flatten", "LiftedLayer", "Network",
+           "LOSSES", "loss_value", "loss_gradient", "loss_per_sample", "softmax",
+           "dense_layers", "lenet5_layers", "preset", "original_settings", "make_network",
+           "network_from_settings"]
+
+LOSSES = ("cross_entropy", "mse")
+_OUTPUT_ACTIVATIONS = (None, "identity", "linear", "none")
+
+
+# --------------------------------------------------------------------------------------------
+# losses (array code, NumPy or CuPy)
+
+def _logsumexp_rows(O: Any, xp: Any) -> Any:
+    mx = xp.max(O, axis=1, keepdims=True)
+    return (mx + xp.log(xp.sum(xp.exp(O - mx), axis=1, keepdims=True)))[:, 0]
+
+
+def softmax(O: Any) -> Any:
+    """Row-wise softmax ``exp(O_i - logsumexp(O_i))``."""
+    xp, _ = get_namespace(O)
+    mx = xp.max(O, axis=1, keepdims=True)
+    E = xp.exp(O - mx)
+    return E / xp.sum(E, axis=1, keepdims=True)
+
+
+def loss_per_sample(Y: Any, O: Any, loss: str) -> Any:
+    """Per-sample loss ``(m,)``: mse ``||Y_i - O_i||^2/2``; cross_entropy ``logsumexp(O_i) - <Y_i, O_i>``."""
+    xp, _ = get_namespace(Y, O)
+    if loss == "mse":
+        return 0.5 * xp.sum((Y - O) ** 2, axis=1)
+    if loss == "cross_entropy":
+        return _logsumexp_rows(O, xp) - xp.sum(Y * O, axis=1)
+    raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+
+
+def loss_value(Y: Any, O: Any, loss: str) -> float:
+    """Batch loss ``L(Y, O)`` summed over samples (see the module docstring)."""
+    xp, _ = get_namespace(Y, O)
+    return float(xp.sum(loss_per_sample(Y, O, loss)))
+
+
+def loss_gradient(Y: Any, O: Any, loss: str) -> Any:
+    """``grad_O L(Y, O)``: ``O - Y`` (mse), ``softmax(O) - Y`` (cross_entropy)."""
+    if loss == "mse":
+        return O - Y
+    if loss == "cross_entropy":
+        return softmax(O) - Y
+    raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+
+
+# --------------------------------------------------------------------------------------------
+# layer specs
+
+def _opt_scalar(v: Any, name: str, low: float = 0.0) -> float | None:
+    return None if v is None else check_scalar(v, name, low=low)
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Dense layer spec ``U = X W + b`` then ``activation`` (``None`` on the output layer).
+
+    ``lam``, ``rho``, ``gamma``, ``coef``: per-layer hyper-parameters (module docstring); ``None``
+    uses the :class:`Network` default. ``init``: weight scheme of :meth:`maps.Dense.init_weights`
+    (default Xavier/Glorot uniform, biases 0.1, as the original code).
+    """
+
+    n_out: int
+    activation: str | None = "relu"
+    lam: float | None = None
+    rho: float | None = None
+    gamma: float | None = None
+    coef: float | None = None
+    init: str | None = None
+
+    kind = "dense"
+    has_weights = True
+
+    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
+        return _maps.make_map("dense", in_shape, n_out=self.n_out)
+
+
+@dataclass(frozen=True)
+class Conv2D:
+    """Convolution spec (NHWC, stride 1, ``padding`` 'valid' or 'same') then ``activation``.
+
+    Weights ``(kernel, kernel, c_in, c_out)``, initialised by a truncated normal with std 0.1
+    (biases 0.1) as the original code. Other fields as :class:`Dense`.
+    """
+
+    c_out: int
+    kernel: int | tuple[int, int] = 5
+    activation: str | None = "relu"
+    padding: str = "valid"
+    lam: float | None = None
+    rho: float | None = None
+    gamma: float | None = None
+    coef: float | None = None
+    init: str | None = None
+
+    kind = "conv2d"
+    has_weights = True
+
+    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
+        return _maps.make_map("conv2d", in_shape, c_out=self.c_out, kernel=self.kernel,
+                              padding=self.padding)
+
+
+@dataclass(frozen=True)
+class AvgPool2D:
+    """Average pooling spec over ``size x size`` windows (weightless; grouped into the next layer)."""
+
+    size: int = 2
+
+    kind = "avgpool2d"
+    has_weights = False
+
+    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
+        return _maps.make_map("avgpool2d", in_shape, size=self.size)
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """Flatten spec (weightless; grouped into the next layer)."""
+
+    kind = "flatten"
+    has_weights = False
+
+    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
+        return _maps.make_map("flatten", in_shape)
+
+
+SPECS = {"dense": Dense, "conv2d": Conv2D, "conv": Conv2D, "avgpool2d": AvgPool2D,
+         "avgpool": AvgPool2D, "pool": AvgPool2D, "flatten": Flatten}
+
+
+def _as_spec(layer: Any, i: int) -> Any:
+    if isinstance(layer, (Dense, Conv2D, AvgPool2D, Flatten)):
+        return layer
+    if isinstance(layer, dict):
+        d = dict(layer)
+        kind = d.pop("type", d.pop("kind", None))
+        if not isinstance(kind, str) or kind.lower() not in SPECS:
+            raise UnknownNameError(f"layer {i}: unknown layer type {kind!r}; choose one of "
+                                   f"{sorted(set(SPECS))}")
+        try:
+            return SPECS[kind.lower()](**d)
+        except TypeError as exc:
+            raise InputError(f"layer {i} ({kind}): bad parameters: {exc}") from None
+    raise UnknownNameError(f"layer {i}: unknown layer {layer!r}; use Dense, Conv2D, AvgPool2D, "
+                           "Flatten or a dict {'type': ..., ...}")
+
+
+def _spec_to_dict(spec: Any) -> dict:
+    d = {"type": spec.kind}
+    for f in getattr(spec, "__dataclass_fields__", {}):
+        v = getattr(spec, f)
+        d[f] = list(v) if isinstance(v, tuple) else v
+    return d
+
+
+def _compose(parts: list[_maps.LinearMap]) -> _maps.LinearMap:
+    """One map, or a :class:`cvx_fenchel.maps.Chain` of weightless maps then the weighted one."""
+    return parts[0] if len(parts) == 1 else _maps.Chain(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# lifted layers and the network
+
+@dataclass
+class LiftedLayer:
+    """Lifted layer ``l``: ``U_l = A_l(X_l; W_l) + b_l``, ``X_{l+1} = phi_l(U_l)``.
+
+    ``activation`` is None on the output layer. ``specs`` are the user specs grouped into it.
+    """
+
+    index: int
+    linear_map: _maps.LinearMap
+    activation: Activation | None
+    lam: float
+    rho: float
+    gamma: float
+    coef: float
+    specs: tuple = field(default_factory=tuple)
+    init: str | None = None
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.linear_map.in_shape)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.linear_map.out_shape)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return tuple(self.linear_map.weight_shape)
+
+    @property
+    def bias_shape(self) -> tuple[int, ...]:
+        return tuple(self.linear_map.bias_shape)
+
+    @property
+    def is_output(self) -> bool:
+        return self.activation is None
+
+
+class Network:
+    """A feed-forward network in lifted form (see the module docstring for ``J`` and the scaling).
+
+    Parameters
+    ----------
+    input_shape : int or tuple
+        Per-sample input shape: ``(n,)`` for dense networks, ``(H, W, C)`` for images (NHWC).
+    layers : list of layer specs (:class:`Dense`, :class:`Conv2D`, :class:`AvgPool2D`,
+        :class:`Flatten`, or dicts ``{"type": "dense", "n_out": 10, ...}``). The last weighted
+        layer is the output layer and must have ``activation=None``; weightless layers must be
+        followed by a weighted one.
+    loss : {"cross_entropy", "mse"}
+    lam, rho, gamma, coef : float
+        Model-wide defaults of the per-layer hyper-parameters (``lam = 1`` on our ``B`` is the
+        original code's ``lambda = 0.5``; see the module docstring).
+    dtype : float32 or float64 (weights and all arrays of training)
+
+    Raises
+    ------
+    InputError, UnknownNameError
+        Inconsistent shapes (e.g. a kernel larger than its input, a dense layer after images with
+        no flatten), unknown layer types, activations or loss, negative hyper-parameters.
+    """
+
+    def __init__(self, input_shape: Any, layers: Sequence[Any], loss: str = "cross_entropy",
+                 lam: float = 1.0, rho: float = 0.0, gamma: float = 0.0, coef: float = 1.0,
+                 dtype: Any = np.float64):
+        if isinstance(input_shape, (int, np.integer)):
+            input_shape = (int(input_shape),)
+        try:
+            input_shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            raise InputError(f"input_shape must be a tuple of positive integers, got {input_shape!r}") from None
+        if not input_shape or any(s < 1 for s in input_shape):
+            raise InputError(f"input_shape must be a tuple of positive integers, got {input_shape!r}")
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        self.input_shape = input_shape
+        self.loss = loss
+        self.lam = check_scalar(lam, "lam")
+        self.rho = check_scalar(rho, "rho")
+        self.gamma = check_scalar(gamma, "gamma")
+        self.coef = check_scalar(coef, "coef")
+        self.dtype = resolve_dtype(dtype)
+        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise InputError(f"layers must be a list of layer specs, got {layers!r}")
+        self.specs = tuple(_as_spec(s, i) for i, s in enumerate(layers))
+        if not self.specs:
+            raise InputError("layers must not be empty")
+        self.layers: list[LiftedLayer] = self._build()
+
+    # ---- construction -----------------------------------------------------------------------
+    def _build(self) -> list[LiftedLayer]:
+        weighted = [i for i, s in enumerate(self.specs) if s.has_weights]
+        if not weighted:
+            raise InputError("the network has no weighted layer (Dense or Conv2D)")
+        if weighted[-1] != len(self.specs) - 1:
+            raise InputError(f"layer {weighted[-1] + 1}: weightless layers "
+                             f"({', '.join(s.kind for s in self.specs[weighted[-1] + 1:])}) "
+                             "must be followed by a weighted layer (the output layer is Dense or Conv2D)")
+        out: list[LiftedLayer] = []
+        shape = self.input_shape
+        pending: list[_maps.LinearMap] = []
+        pending_specs: list[Any] = []
+        for i, spec in enumerate(self.specs):
+            try:
+                m = spec.make_map(shape)
+            except InputError as exc:
+                raise InputError(f"layer {i} ({spec.kind}) on input shape {shape}: {exc}") from None
+            pending.append(m)
+            pending_specs.append(spec)
+            shape = tuple(m.out_shape)
+            if not spec.has_weights:
+                continue
+            is_out = i == weighted[-1]
+            act_name = spec.activation
+            if is_out:
+                if act_name is not None and str(act_name).lower() not in _OUTPUT_ACTIVATIONS:
+                    raise InputError(f"layer {i}: the output layer must be linear (activation=None), "
+                                     f"got activation={act_name!r}; the loss "
+                                     f"{self.loss!r} acts on its output")
+                act = None
+            else:
+                if act_name is None:
+                    raise InputError(f"layer {i}: hidden layers need an activation (e.g. 'relu'); "
+                                     "use 'identity' for a linear hidden layer")
+                act = get_activation(act_name)
+            lam = self.lam if spec.lam is None else check_scalar(spec.lam, f"lam of layer {i}")
+            rho = self.rho if spec.rho is None else check_scalar(spec.rho, f"rho of layer {i}")
+            gamma = self.gamma if spec.gamma is None else check_scalar(spec.gamma, f"gamma of layer {i}")
+            coef = self.coef if spec.coef is None else check_scalar(spec.coef, f"coef of layer {i}")
+            out.append(LiftedLayer(len(out), _compose(pending), act, lam, rho, gamma, coef,
+                                   tuple(pending_specs), spec.init))
+            pending, pending_specs = [], []
+        if self.loss == "cross_entropy" and len(out[-1].out_shape) != 1:
+            raise InputError(f"the output layer must produce (m, n_classes) scores, got per-sample "
+                             f"shape {out[-1].out_shape}; add Flatten before the last Dense layer")
+        return out
+
+    @property
+    def L(self) -> int:
+        """Index of the output layer (number of hidden lifted layers)."""
+        return len(self.layers) - 1
+
+    @property
+    def n_outputs(self) -> int:
+        return int(math.prod(self.layers[-1].out_shape))
+
+    def hidden_shapes(self) -> list[tuple[int, ...]]:
+        """Per-sample shapes of ``X_0, ..., X_L`` (inputs of the lifted layers)."""
+        return [layer.in_shape for layer in self.layers]
+
+    def describe(self) -> list[dict]:
+        """One dict per lifted layer: maps, shapes, activation and hyper-parameters."""
+        return [{"index": ly.index, "map": repr(ly.linear_map), "in_shape": list(ly.in_shape),
+                 "out_shape": list(ly.out_shape),
+                 "activation": None if ly.activation is None else ly.activation.name,
+                 "lam": ly.lam, "rho": ly.rho, "gamma": ly.gamma, "coef": ly.coef}
+                for ly in self.layers]
+
+    def to_dict(self) -> dict:
+        """JSON-safe description from which :meth:`from_dict` rebuilds the network."""
+        return {"input_shape": list(self.input_shape), "layers": [_spec_to_dict(s) for s in self.specs],
+                "loss": self.loss, "lam": self.lam, "rho": self.rho, "gamma": self.gamma,
+                "coef": self.coef, "dtype": self.dtype.name}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Network":
+        layers = []
+        for s in d["layers"]:
+            s = dict(s)
+            if "kernel" in s and isinstance(s["kernel"], list):
+                s["kernel"] = tuple(s["kernel"])
+            layers.append(s)
+        return cls(tuple(d["input_shape"]), layers, loss=d["loss"], lam=d["lam"], rho=d["rho"],
+                   gamma=d["gamma"], coef=d["coef"], dtype=d.get("dtype", "float64"))
+
+    def __repr__(self) -> str:
+        return (f"Network(input_shape={self.input_shape}, lifted layers={len(self.layers)}, "
+                f"loss={self.loss!r})")
+
+    # ---- weights ----------------------------------------------------------------------------
+    def init_weights(self, seed: Any = 0, xp: Any = np) -> list[tuple[Any, Any]]:
+        """Random weights as the original code: Xavier (Glorot uniform) for dense layers,
+        truncated normal std 0.1 for conv layers, biases 0.1; drawn layer by layer from
+        ``numpy.random.default_rng(seed)`` (or the Generator given), then moved to ``xp``."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        ws = []
+        for ly in self.layers:
+            W, b = ly.linear_map.init_weights(rng, ly.init, self.dtype)
+            ws.append((xp.asarray(W, dtype=self.dtype), xp.asarray(b, dtype=self.dtype)))
+        return ws
+
+    def check_weights(self, weights: Any, xp: Any = None) -> list[tuple[Any, Any]]:
+        """Validate a list of ``(W, b)`` pairs against the layer shapes; returns arrays of ``xp``."""
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(self.layers):
+            raise InputError(f"weights must be a list of {len(self.layers)} (W, b) pairs")
+        out = []
+        for ly, pair in zip(self.layers, weights):
+            try:
+                W, b = pair
+            except (TypeError, ValueError):
+                raise InputError(f"weights[{ly.index}] must be a pair (W, b)") from None
+            W = check_array(W, f"W of layer {ly.index}", shape=ly.weight_shape, xp=xp, dtype=self.dtype)
+            b = check_array(b, f"b of layer {ly.index}", shape=ly.bias_shape, xp=xp, dtype=self.dtype)
+            out.append((W, b))
+        return out
+
+    # ---- feed-forward -----------------------------------------------------------------------
+    def check_input(self, X: Any, name: str = "X", xp: Any = None) -> Any:
+        """Validate a batch ``(m, *input_shape)`` (flat ``(m, prod)`` accepted and reshaped)."""
+        X = check_array(X, name, xp=xp, dtype=self.dtype)
+        if X.ndim >= 1 and tuple(X.shape[1:]) != self.input_shape:
+            if X.ndim == 2 and X.shape[1] == math.prod(self.input_shape):
+                X = X.reshape((X.shape[0],) + self.input_shape)
+            else:
+                raise InputError(f"{name} must have shape (m, {', '.join(map(str, self.input_shape))}), "
+                                 f"got {tuple(X.shape)}")
+        if X.ndim == 0 or X.shape[0] < 1:
+            raise InputError(f"{name} must hold at least one sample, got shape {tuple(X.shape)}")
+        return X
+
+    def pre_activation(self, l: int, X_l: Any, weights: Sequence) -> Any:
+        """``U_l = A_l(X_l; W_l) + b_l``."""
+        W, b = weights[l]
+        return self.layers[l].linear_map.apply(X_l, W, b)
+
+    def forward(self, X0: Any, weights: Sequence, *, return_all: bool = False) -> Any:
+        """Feed-forward rule: ``X_{l+1} = phi_l(A_l(X_l; W_l) + b_l)``, output ``O = U_L``.
+
+        Returns ``O`` of shape ``(m, n_outputs)``, or with ``return_all`` the pair
+        ``([X_0, ..., X_L], O)``.
+        """
+        Xs = [X0]
+        for ly in self.layers[:-1]:
+            Xs.append(ly.activation.forward(self.pre_activation(ly.index, Xs[-1], weights)))
+        O = self.pre_activation(self.L, Xs[-1], weights)
+        return (Xs, O) if return_all else O
+
+    def network_loss(self, X0: Any, Y: Any, weights: Sequence) -> float:
+        """``p(W) = L(Y, f_W(X_0))``, summed over the batch (no ridge/proximal terms)."""
+        return loss_value(Y, self.forward(X0, weights), self.loss)
+
+    def accuracy(self, X0: Any, y: Any, weights: Sequence) -> float:
+        """Fraction of samples whose arg-max output equals the label ``y`` (int array)."""
+        xp, _ = get_namespace(X0)
+        O = self.forward(X0, weights)
+        return float(xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)))
+
+    # ---- relaxed objective ------------------------------------------------------------------
+    def divergence_terms(self, Xs: Sequence, weights: Sequence) -> list[float]:
+        """``[sum B_l(X_{l+1}, A_l(X_l; W_l) + b_l) for l < L]`` (without ``lam``)."""
+        xp, _ = get_namespace(Xs[0])
+        return [float(xp.sum(ly.activation.divergence(Xs[ly.index + 1],
+                                                      self.pre_activation(ly.index, Xs[ly.index], weights))))
+                for ly in self.layers[:-1]]
+
+    def regularization(self, weights: Sequence, W0: Sequence | None = None) -> float:
+        """``sum_l rho_l(||W_l||^2 + ||b_l||^2) + gamma_l(||W_l - W0_l||^2 + ||b_l - b0_l||^2)``."""
+        total = 0.0
+        for ly, (W, b) in zip(self.layers, weights):
+            xp, _ = get_namespace(W)
+            if ly.rho:
+                total += ly.rho * float(xp.sum(W * W) + xp.sum(b * b))
+            if ly.gamma and W0 is not None:
+                W0l, b0l = W0[ly.index]
+                total += ly.gamma * float(xp.sum((W - W0l) ** 2) + xp.sum((b - b0l) ** 2))
+        return total
+
+    def relaxed_objective(self, Xs: Sequence, Y: Any, weights: Sequence,
+                          W0: Sequence | None = None, *, parts: bool = False) -> Any:
+        """``J(W, X)`` of the module docstring for ``Xs = [X_0, ..., X_L]``.
+
+        With ``parts=True`` returns a dict ``{"loss", "divergences" (list, times lam),
+        "regularization", "total"}``. ``W0=None`` drops the proximal terms.
+        """
+        O = self.pre_activation(self.L, Xs[self.L], weights)
+        lo = loss_value(Y, O, self.loss)
+        divs = [ly.lam * d for ly, d in zip(self.layers, self.divergence_terms(Xs, weights))]
+        reg = self.regularization(weights, W0)
+        total = lo + sum(divs) + reg
+        if parts:
+            return {"loss": lo, "divergences": divs, "regularization": reg, "total": total}
+        return total
+
+    def relaxed_objective_per_sample(self, Xs: Sequence, Y: Any, weights: Sequence) -> Any:
+        """The sample-separable part of ``J`` per sample: ``L(Y_i, O_i) + sum_l lam_l B_l(...)_i``
+        (array ``(m,)``; the weight terms do not depend on ``X``)."""
+        xp, _ = get_namespace(Xs[0])
+        O = self.pre_activation(self.L, Xs[self.L], weights)
+        val = loss_per_sample(Y, O, self.loss)
+        for ly in self.layers[:-1]:
+            D = ly.activation.divergence(Xs[ly.index + 1], self.pre_activation(ly.index, Xs[ly.index], weights))
+            val = val + ly.lam * xp.sum(D.reshape(D.shape[0], -1), axis=1)
+        return val
+
+
+# --------------------------------------------------------------------------------------------
+# presets
+
+_DENSE_RE = re.compile(r"^\s*\d+(\s*-\s*\d+)+\s*$")
+
+
+def dense_layers(arch: str, activation: str = "relu") -> tuple[tuple[int, ...], list[Dense]]:
+    """``"784-300-10"`` -> ``((784,), [Dense(300, relu), Dense(10, activation=None)])``."""
+    if not isinstance(arch, str) or not _DENSE_RE.match(arch):
+        raise UnknownNameError(f"unknown architecture {arch!r}; use 'lenet5' or dense widths like "
+                               "'784-300-10'")
+    sizes = [int(s) for s in arch.replace(" ", "").split("-")]
+    if any(s < 1 for s in sizes):
+        raise InputError(f"architecture {arch!r}: widths must be positive")
+    layers = [Dense(n, activation) for n in sizes[1:-1]] + [Dense(sizes[-1], None)]
+    return (sizes[0],), layers
+
+
+def lenet5_layers(n_classes: int = 10, in_channels: int = 1) -> tuple[tuple[int, ...], list]:
+    """LeNet-5 of the paper on 32x32 inputs: conv 6@5x5 relu, avgpool 2, conv 16@5x5 relu,
+    avgpool 2, flatten, dense 120 relu, dense 84 relu, dense ``n_classes`` (output).
+    Lifted layers: ``[conv6], [pool, conv16], [pool, flatten, dense120], [dense84], [dense10]``."""
+    return (32, 32, int(in_channels)), [
+        Conv2D(6, 5), AvgPool2D(2), Conv2D(16, 5), AvgPool2D(2), Flatten(),
+        Dense(120), Dense(84), Dense(int(n_classes), None)]
+
+
+def preset(arch: str, *, in_channels: int = 1) -> tuple[tuple[int, ...], list]:
+    """``(input_shape, layers)`` of a named architecture: ``'lenet5'`` or ``'a-b-...-k'`` (dense)."""
+    if isinstance(arch, str) and arch.lower().replace("-", "") in ("lenet5", "lenet"):
+        return lenet5_layers(10, in_channels)
+    return dense_layers(arch)
+
+
+def make_network(arch: str = "784-300-10", *, in_channels: int = 1, **kwargs: Any) -> Network:
+    """``Network(*preset(arch), **kwargs)``."""
+    shape, layers = preset(arch, in_channels=in_channels)
+    return Network(shape, layers, **kwargs)
+
+
+def original_settings(name: str, *, batch_size: int = 500) -> dict:
+    """Settings of the authors' original code (``reference/original_settings.md``) in our scaling.
+
+    ``name``: ``"mnist-784-300-10"`` (Fig. 2) or ``"mnist-lenet5"`` (Fig. 3).
+
+    Conversions (the minimisers of every step are those of the original code):
+
+    * ``lam = 2 * lambda_orig`` because the original penalty is ``2B`` (ReLU);
+    * ``coef = lbd_coef`` (weight of the next term in an X-step; with the loss for ``X_L``);
+    * hidden ``gamma = rhod``;
+    * output ``gamma = rhod * batch_size``: the original last-layer W-step minimises the
+      *mean* cross-entropy ``+ rhod ||W - W0||^2``, i.e. ``(1/m)[sum CE + m rhod ||W - W0||^2]``,
+      while our W-step uses the summed loss;
+    * ``rho = 0``; K = 1 alternation, X-steps first; batch 500.
+
+    Returns
+    -------
+    dict with ``arch``, ``input_shape``, ``layers`` (specs with per-layer values), ``loss``,
+    ``lam`` (default), ``batch_size``, ``K``, ``w_first``, ``epochs`` (what the paper reports).
+    """
+    m = int(batch_size)
+    key = str(name).lower()
+    if key in ("mnist-784-300-10", "784-300-10", "mnist-dense"):
+        layers = [Dense(300, "relu", lam=2.0, gamma=10.0),
+                  Dense(10, None, gamma=100.0 * m, coef=10.0)]
+        return {"arch": "784-300-10", "input_shape": (784,), "layers": layers,
+                "loss": "cross_entropy", "lam": 2.0, "rho": 0.0, "batch_size": m, "K": 1,
+                "w_first": False, "epochs": 10}
+    if key in ("mnist-lenet5", "lenet5", "mnist-lenet"):
+        layers = [Conv2D(6, 5, lam=2.0, gamma=1e-4),
+                  AvgPool2D(2), Conv2D(16, 5, lam=2.0, gamma=0.01, coef=1.0),
+                  AvgPool2D(2), Flatten(), Dense(120, lam=2.0, gamma=1.0, coef=5.0),
+                  Dense(84, lam=2.0, gamma=1.0, coef=1.0),
+                  Dense(10, None, gamma=10.0 * m, coef=5.0)]
+        return {"arch": "lenet5", "input_shape": (32, 32, 1), "layers": layers,
+                "loss": "cross_entropy", "lam": 2.0, "rho": 0.0, "batch_size": m, "K": 1,
+                "w_first": False, "epochs": 20}
+    raise UnknownNameError(f"unknown original settings {name!r}; choose 'mnist-784-300-10' or "
+                           "'mnist-lenet5'")
+
+
+def network_from_settings(settings: dict, *, dtype: Any = np.float64) -> Network:
+    """Build the :class:`Network` of an :func:`original_settings` dict."""
+    return Network(settings["input_shape"], settings["layers"], loss=settings["loss"],
+                   lam=settings.get("lam", 1.0), rho=settings.get("rho", 0.0), dtype=dtype)
