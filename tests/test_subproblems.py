@@ -1,0 +1,271 @@
+"""Each subproblem's fast path against its CVXPY twin, optimality conditions, closed forms, errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cvx_fenchel.activations import ACTIVATIONS, get_activation
+from cvx_fenchel.errors import ConvergenceWarning, InputError, SolverError, UnknownNameError
+from cvx_fenchel.maps import AvgPool2D, Chain, Conv2D
+from cvx_fenchel.subproblems import (LNNW, LNNX, LNNSimplexCE, WHidden, WLast, XHidden, XLast, loss_grad,
+                                     loss_value, lower_bound)
+
+ACTS = sorted(ACTIVATIONS)
+CVX_ACTS = [a for a in ACTS if ACTIVATIONS[a].has_cvxpy]
+
+
+def act_of(name):
+    return get_activation(name, slope=0.1) if name == "leaky_relu" else get_activation(name)
+
+
+def rel_gap(a, b):
+    return abs(a - b) / max(1.0, abs(b))
+
+
+def onehot(rng, m, k):
+    return np.eye(k)[rng.integers(0, k, m)]
+
+
+def never_improved_by_perturbation(sub, x, rng, project, n=30, scale=1e-4):
+    """Random feasible perturbations of an optimal point never lower the objective."""
+    base = sub.objective(x)
+    for _ in range(n):
+        if isinstance(x, tuple):
+            y = tuple(a + scale * rng.normal(size=a.shape) for a in x)
+        else:
+            y = project(x + scale * rng.normal(size=x.shape))
+        assert sub.objective(y) >= base - 1e-10 * max(1, abs(base))
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_x_hidden_matches_cvxpy(name):
+    rng = np.random.default_rng(0)
+    act = act_of(name)
+    m, n0, n1 = 5, 4, 3
+    sub = XHidden(act.forward(rng.normal(size=(m, n1))), rng.normal(size=(m, n0)), rng.normal(size=(n0, n1)),
+                  rng.normal(size=n1), act, act, lam=1.3, lam_prev=0.7, coef=2.0)
+    r = sub.solve_fast(tol=1e-10)
+    assert r.converged and r.residual <= 1e-10
+    assert r.objective >= -1e-12  # a sum of divergences
+    if act.has_cvxpy:
+        Z, c = sub.solve_cvxpy("CLARABEL")
+        assert rel_gap(r.objective, c.objective) <= 1e-6
+        assert np.abs(Z - r.x).max() <= 1e-4
+    never_improved_by_perturbation(sub, r.x, rng, act.project)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("name", ACTS)
+def test_x_last_matches_cvxpy(name, loss):
+    rng = np.random.default_rng(1)
+    act = act_of(name)
+    m, n0, k = 6, 4, 3
+    sub = XLast(onehot(rng, m, k), rng.normal(size=(m, n0)), rng.normal(size=(n0, k)), rng.normal(size=k), act,
+                loss=loss, lam_prev=0.5, coef=3.0)
+    r = sub.solve_fast(tol=1e-10)
+    assert r.converged
+    if act.has_cvxpy:
+        _, c = sub.solve_cvxpy("ECOS")
+        assert rel_gap(r.objective, c.objective) <= 1e-6
+    never_improved_by_perturbation(sub, r.x, rng, act.project)
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_w_hidden_matches_cvxpy_and_gradient(name):
+    rng = np.random.default_rng(2)
+    act = act_of(name)
+    m, n0, n1 = 6, 4, 3
+    sub = WHidden(rng.random((m, n0)), act.forward(rng.normal(size=(m, n1))), act, lam=1.5, rho=0.1, gamma=0.3,
+                  W0=rng.normal(size=(n0, n1)), b0=rng.normal(size=n1))
+    r = sub.solve_fast(tol=1e-10)
+    assert r.converged
+    # stationarity: the gradient vanishes at the minimiser (unconstrained, smooth)
+    gW, gb = sub.grad(r.x)
+    assert max(np.abs(gW).max(), np.abs(gb).max()) <= 1e-7
+    if act.has_cvxpy:
+        _, c = sub.solve_cvxpy("SCS")
+        assert rel_gap(r.objective, c.objective) <= 1e-4
+    # the gradient is the derivative of the objective (central differences)
+    W, b = rng.normal(size=(n0, n1)), rng.normal(size=n1)
+    dW = rng.normal(size=(n0, n1))
+    h = 1e-6
+    fd = (sub.objective((W + h * dW, b)) - sub.objective((W - h * dW, b))) / (2 * h)
+    assert fd == pytest.approx(float(np.sum(sub.grad((W, b))[0] * dW)), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_w_last_matches_cvxpy(loss):
+    rng = np.random.default_rng(3)
+    m, n, k = 8, 4, 3
+    sub = WLast(rng.random((m, n)), onehot(rng, m, k), loss=loss, coef=2.0, rho=0.1, gamma=0.2,
+                W0=rng.normal(size=(n, k)), b0=rng.normal(size=k))
+    r = sub.solve_fast(tol=1e-10)
+    assert r.converged
+    (W, b), c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(r.objective, c.objective) <= 1e-6
+    assert np.abs(W - r.x[0]).max() <= 1e-5
+    if loss == "mse":
+        assert r.n_iter == 0  # closed form by Cholesky
+
+
+def test_w_last_mse_closed_form_is_ridge():
+    """With gamma = 0 the W-last-mse step is textbook ridge: (A^T A + 2 rho/c I) theta = A^T Y."""
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(20, 5)), rng.normal(size=(20, 2))
+    rho, c = 0.3, 1.5
+    (W, b) = WLast(X, Y, loss="mse", coef=c, rho=rho).solve_fast().x
+    A = np.hstack([X, np.ones((20, 1))])
+    theta = np.linalg.solve(A.T @ A + 2 * rho / c * np.eye(6), A.T @ Y)
+    np.testing.assert_allclose(np.vstack([W, b]), theta, atol=1e-10)
+
+
+def test_lnn_steps_match_cvxpy():
+    rng = np.random.default_rng(5)
+    m, n0, n1, k = 6, 5, 4, 3
+    sub = LNNX(rng.normal(size=(m, n1)), rng.normal(size=(m, n0)), rng.normal(size=(n0, n1)), rng.normal(size=n1),
+               lam=1.2, lam_prev=0.4)
+    r = sub.solve_fast(tol=1e-10)
+    assert r.converged and (r.x >= 0).all()
+    _, c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(r.objective, c.objective) <= 1e-6
+    sub = LNNW(rng.random((m, n0)), rng.normal(size=(m, n1)), lam=1.2, rho=0.1)
+    r = sub.solve_fast()
+    (W, _), c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(r.objective, c.objective) <= 1e-6 and np.abs(W - r.x[0]).max() <= 1e-6
+    sub = LNNSimplexCE(onehot(rng, m, k), rng.normal(size=(m, k)), lam=0.8)
+    r = sub.solve_fast()
+    assert np.allclose(r.x.sum(axis=1), 1) and (r.x >= 0).all() and r.residual <= 1e-9
+    Z, c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(r.objective, c.objective) <= 1e-6
+
+
+@settings(max_examples=30, deadline=None)
+@given(lam=st.floats(1e-3, 1e3), seed=st.integers(0, 10_000))
+def test_simplex_bisection_kkt(lam, seed):
+    """Bisection returns the simplex point satisfying the KKT conditions, any lambda."""
+    rng = np.random.default_rng(seed)
+    Y = onehot(rng, 7, 4)
+    X0 = rng.normal(scale=3, size=(7, 4))
+    r = LNNSimplexCE(Y, X0, lam=lam).solve_fast()
+    assert np.allclose(r.x.sum(axis=1), 1, atol=1e-12) and (r.x >= 0).all()
+    assert r.residual <= 1e-8
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid"])
+def test_conv_and_pool_maps(name):
+    rng = np.random.default_rng(6)
+    act = act_of(name)
+    conv = Conv2D(in_shape=(5, 5, 2), c_out=2, kernel=(3, 3))
+    chain = Chain([AvgPool2D(in_shape=(6, 6, 2), size=2), Conv2D(in_shape=(3, 3, 2), c_out=2, kernel=(2, 2))])
+    for lmap in (conv, chain):
+        m = 2
+        W = rng.normal(size=lmap.weight_shape)
+        b = rng.normal(size=lmap.bias_shape)
+        U_prev = rng.normal(size=(m,) + tuple(lmap.in_shape))
+        X_next = act.forward(rng.normal(size=(m,) + tuple(lmap.out_shape)))
+        sub = XHidden(X_next, U_prev, W, b, act, act, linear_map=lmap)
+        r = sub.solve_fast(tol=1e-10)
+        _, c = sub.solve_cvxpy("CLARABEL")
+        assert rel_gap(r.objective, c.objective) <= 1e-6
+        X = act.forward(U_prev)
+        wsub = WHidden(X, X_next, act, rho=0.1, gamma=0.2, W0=W, b0=b, linear_map=lmap)
+        r = wsub.solve_fast(tol=1e-10)
+        _, c = wsub.solve_cvxpy("CLARABEL")
+        assert rel_gap(r.objective, c.objective) <= 1e-6
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_lower_bound_certificate(loss):
+    """G_W(lambda) <= p(W), by the fast path and by CVXPY, nondecreasing in lambda, tight as lambda grows."""
+    rng = np.random.default_rng(7)
+    m, n0, n1, k = 6, 4, 3, 3
+    data = dict(X=rng.random((m, n0)), Y=onehot(rng, m, k), W0=rng.normal(size=(n0, n1)), b0=rng.normal(size=n1),
+                W1=rng.normal(size=(n1, k)), b1=rng.normal(size=k))
+    Gs = []
+    for lam in (0.01, 0.1, 1.0, 10.0, 1000.0):
+        fast = lower_bound(**data, lam=lam, loss=loss, tol=1e-11, max_iter=100000)
+        exact = lower_bound(**data, lam=lam, loss=loss, method="cvxpy")
+        assert fast["G"] <= fast["p"] + 1e-9
+        assert rel_gap(fast["G"], exact["G"]) <= 1e-6
+        Gs.append(fast["G"])
+    assert all(b >= a - 1e-9 for a, b in zip(Gs, Gs[1:]))
+    assert Gs[-1] == pytest.approx(fast["p"], rel=1e-2)
+
+
+def test_losses_gradients():
+    rng = np.random.default_rng(8)
+    Y, O = onehot(rng, 5, 4), rng.normal(size=(5, 4))
+    D = rng.normal(size=O.shape)
+    h = 1e-6
+    for loss in ("mse", "cross_entropy"):
+        fd = (loss_value(loss, Y, O + h * D) - loss_value(loss, Y, O - h * D)) / (2 * h)
+        assert fd == pytest.approx(float(np.sum(loss_grad(loss, Y, O) * D)), rel=1e-6)
+    # cross-entropy of a one-hot target equals -log softmax
+    p = np.exp(O) / np.exp(O).sum(1, keepdims=True)
+    assert loss_value("cross_entropy", Y, O) == pytest.approx(-np.sum(Y * np.log(p)))
+
+
+def test_float32_follows_inputs():
+    rng = np.random.default_rng(9)
+    f32 = np.float32
+    sub = XHidden(np.maximum(rng.normal(size=(50, 8)), 0).astype(f32), rng.normal(size=(50, 10)).astype(f32),
+                  rng.normal(size=(10, 8)).astype(f32), rng.normal(size=8).astype(f32))
+    r = sub.solve_fast()
+    assert r.x.dtype == np.float32 and r.converged and r.residual <= 1e-5
+
+
+def test_iteration_cap_reports_nonconvergence():
+    rng = np.random.default_rng(10)
+    sub = XLast(onehot(rng, 20, 3), rng.normal(size=(20, 6)), rng.normal(size=(6, 3)), lam_prev=1e-3)
+    with pytest.warns(ConvergenceWarning, match="iteration cap"):
+        r = sub.solve_fast(tol=1e-14, max_iter=3)
+    assert not r.converged and r.n_iter == 3 and r.residual > 1e-14
+
+
+def test_bad_inputs_are_named():
+    rng = np.random.default_rng(11)
+    W, U = rng.normal(size=(4, 3)), rng.normal(size=(5, 4))
+    X_next = np.abs(rng.normal(size=(5, 3)))
+    with pytest.raises(InputError, match="lam must be >= 0"):
+        XHidden(X_next, U, W, lam=-1)
+    with pytest.raises(InputError, match="gamma must be >= 0"):
+        WHidden(U, X_next, gamma=-0.1)
+    with pytest.raises(InputError, match="rho must be >= 0"):
+        WLast(U, onehot(rng, 5, 3), rho=-1)
+    with pytest.raises(InputError, match="X_next must have shape"):
+        XHidden(X_next[:, :2], U, W)
+    with pytest.raises(InputError, match="NaN"):
+        XHidden(X_next, np.full((5, 4), np.nan), W)
+    with pytest.raises(InputError, match="outside the domain"):
+        XHidden(-X_next - 1, U, W)
+    with pytest.raises(InputError, match="simplex"):
+        XLast(rng.normal(size=(5, 3)), U, W)
+    with pytest.raises(UnknownNameError, match="unknown loss"):
+        XLast(onehot(rng, 5, 3), U, W, loss="hinge")
+    with pytest.raises(UnknownNameError, match="unknown activation"):
+        XHidden(X_next, U, W, activation="swish")
+    with pytest.raises(InputError, match="dtype"):
+        XHidden(X_next, U.astype(complex), W)
+
+
+def test_cvxpy_status_other_than_optimal_raises():
+    """A solve stopped by its iteration limit, or an infeasible declaration, is a SolverError naming the status."""
+    import cvxpy as cp
+
+    from cvx_fenchel.cvx import solve
+
+    rng = np.random.default_rng(12)
+    sub = WLast(rng.random((8, 4)), onehot(rng, 8, 3), loss="cross_entropy", rho=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SolverError, match="status") as info:
+            sub.solve_cvxpy("CLARABEL", settings=dict(max_iter=1))
+    assert info.value.status != "optimal"
+    x = cp.Variable(2)
+    with pytest.raises(SolverError, match="'infeasible'"):
+        solve(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, x <= 0]), "ECOS")
+    with pytest.raises(UnknownNameError, match="unknown CVXPY solver"):
+        solve(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1]), "GUROBIX")
