@@ -154,7 +154,10 @@ def test_two_momentum_steps_equal_hand_recursion():
 
 
 def test_first_adam_step_is_lr_times_normalised_gradient():
-    """Adam's first step with bias correction: m_hat = g, v_hat = g^2, so t1 = t0 - lr g / (|g| + eps)."""
+    """Adam's first step with bias correction: m_hat = g, v_hat = g^2.
+
+    So t1 = t0 - lr g / (|g| + eps).
+    """
     X, y, w, arch = tiny_problem(seed=5)
     lr = 0.01
     model = TorchNetClassifier(arch, optimizer="adam", lr=lr, epochs=1, batch_size=X.shape[0],
@@ -193,7 +196,8 @@ def test_weights_reproduce_predict_proba_lenet5(shape):
     model = TorchNetClassifier("lenet5", optimizer="adam", epochs=1, batch_size=2, init="xavier",
                                dtype="float64").fit(X, y)
     weights = model.weights_
-    assert [W.shape for W, _ in weights] == layer_shapes("lenet5", shape[-1] if len(shape) == 4 else 1)
+    channels = shape[-1] if len(shape) == 4 else 1
+    assert [W.shape for W, _ in weights] == layer_shapes("lenet5", channels)
     imgs = X.reshape(2, 28, 28, 1) if len(shape) == 2 else X
     if imgs.shape[1] == 28:
         imgs = np.pad(imgs, ((0, 0), (2, 2), (2, 2), (0, 0)))
@@ -207,8 +211,7 @@ def test_weights_reproduce_predict_proba_lenet5(shape):
 
 def test_given_weights_round_trip_before_training():
     rng = np.random.default_rng(2)
-    w = [(rng.normal(size=(6, 5)), rng.normal(size=5)), (rng.normal(size=(5, 4)), rng.normal(size=4)),
-         (rng.normal(size=(4, 3)), rng.normal(size=3))]
+    w = [(rng.normal(size=(a, b)), rng.normal(size=b)) for a, b in [(6, 5), (5, 4), (4, 3)]]
     X, y = rng.normal(size=(10, 6)), rng.integers(0, 3, 10)
     model = TorchNetClassifier("6-5-4-3", init="lifted", init_weights=w, epochs=0,
                                dtype="float64").fit(X, y)
@@ -276,7 +279,8 @@ def test_fit_easy_problem_and_history(optimizer, loss, lr):
     # epoch loss = sample-weighted mean of its batch losses; epoch train accuracy likewise
     b1 = [r for r in h.batches if r["epoch"] == 1 and r["batch"] > 0]
     assert h.epochs[0]["loss"] == pytest.approx(np.mean([r["loss"] for r in b1]), rel=1e-9)
-    assert h.epochs[0]["train_accuracy"] == pytest.approx(np.mean([r["train_accuracy"] for r in b1]))
+    acc1 = np.mean([r["train_accuracy"] for r in b1])
+    assert h.epochs[0]["train_accuracy"] == pytest.approx(acc1)
     assert sum("test_accuracy" in r for r in h.batches) == 8 * 12 // 6 + 1
     assert h.meta["model"] == "TorchNetClassifier" and h.meta["lr_used"] == model.lr_
     assert model.lr_ == (tn.DEFAULT_LR[optimizer] if lr is None else lr)

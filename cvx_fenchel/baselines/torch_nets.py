@@ -143,7 +143,8 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def init_weights(shapes: Sequence[Sequence[int]], scheme: str = "xavier",
-                 rng: Any = None, bias: float = DEFAULT_BIAS) -> list[tuple[np.ndarray, np.ndarray]]:
+                 rng: Any = None, bias: float = DEFAULT_BIAS
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Random initial weights ``[(W_l, b_l)]`` (float64 NumPy), biases all equal to ``bias``.
 
     With ``fan_in``/``fan_out`` as in :func:`_fans` (dense ``n_in``/``n_out``; conv
@@ -291,7 +292,8 @@ class TorchNetClassifier:
         torch = _require_torch()
         self._kind, self._sizes = parse_arch(self.arch)
         if self.optimizer not in OPTIMIZERS:
-            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; "
+                                   f"expected one of {OPTIMIZERS}")
         if self.loss not in LOSSES:
             raise UnknownNameError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.init not in INIT_SCHEMES:
@@ -500,7 +502,8 @@ class TorchNetClassifier:
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
-            bar = tqdm(total=n_epochs * n_batches, desc="SGD" if self.optimizer == "sgd" else "Adam",
+            bar = tqdm(total=n_epochs * n_batches,
+                       desc="SGD" if self.optimizer == "sgd" else "Adam",
                        unit="batch")
         try:
             for epoch in range(1, n_epochs + 1):
@@ -534,7 +537,8 @@ class TorchNetClassifier:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(epoch=epoch, loss=f"{loss_v:.4f}")
-                erec = dict(epoch=epoch, loss=loss_sum / m, train_accuracy=correct / m, time=t_epoch)
+                erec = dict(epoch=epoch, loss=loss_sum / m, train_accuracy=correct / m,
+                            time=t_epoch)
                 t0 = time.perf_counter()
                 if X_test is not None:
                     erec["test_accuracy"] = self._accuracy(Xtd, ytd)
