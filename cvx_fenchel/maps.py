@@ -36,6 +36,7 @@ Conventions
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -147,7 +148,9 @@ def _patches_view(X: Any, kh: int, kw: int, xp: Any) -> Any:
     X = xp.ascontiguousarray(X)
     m, H, W, C = X.shape
     s = X.strides
-    return xp.lib.stride_tricks.as_strided(
+    # import by name: ``cupy.lib.stride_tricks`` may not be loaded as an attribute by ``import cupy``
+    stride_tricks = importlib.import_module(xp.__name__ + ".lib.stride_tricks")
+    return stride_tricks.as_strided(
         X, shape=(m, H - kh + 1, W - kw + 1, kh, kw, C), strides=(s[0], s[1], s[2], s[1], s[2], s[3]))
 
 
