@@ -1,0 +1,239 @@
+"""BCD trainer: monotone relaxed objective with exact steps, W-step gradients, Adam, lifted
+prediction and the lower bound against CVXPY, checkpoint/resume reproducibility, estimator."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from cvx_fenchel.errors import ConvergenceWarning, InputError, UnknownNameError
+from cvx_fenchel.estimator import FenchelClassifier
+from cvx_fenchel.network import AvgPool2D, Conv2D, Dense, Flatten, Network
+from cvx_fenchel.trainer import Adam, BCDTrainer, lower_bound, lower_bound_curve, predict_lifted
+
+TIGHT = dict(tol_x=1e-9, tol_w=1e-9, max_iter_x=5000, max_iter_w=5000)
+
+
+def _data(m, shape, k, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((m,) + tuple(shape))
+    y = rng.integers(0, k, m)
+    return X, np.eye(k)[y], y
+
+
+def _dense(loss="cross_entropy", rho=0.01, **kw):
+    # rho > 0 makes every W-step strongly convex, so the exact solves converge fast
+    return Network((6,), [Dense(5, lam=1.5), Dense(4, lam=0.8), Dense(3, None)], loss=loss, rho=rho, **kw)
+
+
+def _conv():
+    return Network((6, 6, 1), [Conv2D(2, 3, lam=1.0), AvgPool2D(2), Flatten(), Dense(3, None)], rho=0.01)
+
+
+@pytest.mark.parametrize("make, shape, loss", [
+    (lambda: _dense("cross_entropy"), (6,), "cross_entropy"),
+    (lambda: _dense("mse", rho=0.05), (6,), "mse"),
+    (_conv, (6, 6, 1), "cross_entropy"),
+])
+def test_exact_bcd_steps_never_increase_relaxed_objective(make, shape, loss):
+    """With coef = 1 every step minimises J over its block, so J is non-increasing step by step
+    (Algorithm 1, gamma = 0), and the X-steps move X away from the feed-forward point."""
+    net = make()
+    X, Y, y = _data(12, shape, 3)
+    tr = BCDTrainer(net, seed=1, algorithm="full", **TIGHT)
+    tr.init_batch(X, Y)
+    values = [tr.relaxed_objective()]
+    for _ in range(2):
+        for l in range(net.L, 0, -1):
+            tr.x_step(l)
+            values.append(tr.relaxed_objective())
+        for l in range(net.L, -1, -1):
+            tr.w_step(l)
+            values.append(tr.relaxed_objective())
+    diffs = np.diff(values)
+    assert np.all(diffs <= 1e-8 * max(1.0, abs(values[0]))), diffs
+    assert values[-1] < values[0] - 1e-3
+
+
+def test_sweep_order_and_w_first():
+    net = _dense()
+    X, Y, _ = _data(8, (6,), 3)
+    calls = []
+    tr = BCDTrainer(net, w_first=True, **TIGHT)
+    tr.x_step = lambda l, **k: calls.append(("x", l))
+    tr.w_step = lambda l, **k: calls.append(("w", l))
+    tr.init_batch(X, Y)
+    tr.sweep()
+    assert calls == [("w", 2), ("w", 1), ("w", 0), ("x", 2), ("x", 1)]
+    with pytest.raises(InputError, match="x_step index"):
+        BCDTrainer(net).x_problem(1) if False else tr.x_problem(0)
+
+
+@pytest.mark.parametrize("l", [0, 1, 2])
+def test_w_gradient_matches_finite_differences_of_subproblem(l):
+    net = _dense(rho=0.3, gamma=0.7)
+    X, Y, _ = _data(9, (6,), 3, seed=4)
+    tr = BCDTrainer(net, seed=2)
+    tr.init_batch(X, Y)
+    rng = np.random.default_rng(5)
+    tr.W0 = [(W + 0.1 * rng.standard_normal(W.shape), b + 0.1) for W, b in tr.weights]
+    tr.Xs[1] = tr.Xs[1] + rng.random(tr.Xs[1].shape)  # off the feed-forward point
+    prob = tr.w_problem(l)
+    dW, db = tr.w_gradient(l)
+    W, b = tr.weights[l]
+    EW, Eb = rng.standard_normal(W.shape), rng.standard_normal(b.shape)
+    h = 1e-6
+    fd = (prob.objective((W + h * EW, b + h * Eb)) - prob.objective((W - h * EW, b - h * Eb))) / (2 * h)
+    assert fd == pytest.approx(np.sum(dW * EW) + np.sum(db * Eb), rel=1e-6)
+
+
+def test_adam_step_formula_and_gradient_training():
+    opt = Adam(lr=0.01)
+    x = (np.array([1.0, -2.0]), np.array([0.5]))
+    g = (np.array([0.3, -0.1]), np.array([2.0]))
+    out = opt.step(0, x, g)
+    # first Adam step: m_hat = g, v_hat = g^2, so x - lr * g / (|g| + eps)
+    for a, d, o in zip(x, g, out):
+        np.testing.assert_allclose(o, a - 0.01 * d / (np.abs(d) + 1e-8), rtol=1e-12)
+    net = _dense()
+    X, Y, y = _data(40, (6,), 3)
+    for optimizer in ("adam", "sgd"):
+        tr = BCDTrainer(net, w_step="gradient", optimizer=optimizer, lr=1e-3, seed=0)
+        before = [W.copy() for W, _ in tr.weights]
+        tr.fit(X, Y, y, epochs=1, batch_size=10)
+        assert all(not np.array_equal(a, W) for a, (W, _) in zip(before, tr.weights))
+
+
+def test_predict_lifted_mse_is_feed_forward_and_ce_matches_cvxpy():
+    rng = np.random.default_rng(0)
+    net = Network((4,), [Dense(3, lam=2.0), Dense(3, None)])
+    w = net.init_weights(7)
+    w = [(W * 3, b) for W, b in w]
+    X = rng.random((4, 4))
+    pred, vals = predict_lifted(net, w, X, return_objective=True, tol=1e-11, max_iter=20000)
+    assert np.array_equal(pred, vals.argmin(axis=1))
+    # J_k per sample equals the CVXPY optimum of the X-last problem with Y = e_k
+    from cvx_fenchel.subproblems import XLast
+    U0 = net.pre_activation(0, X, w)
+    for k in range(3):
+        Y = np.zeros((1, 3))
+        Y[0, k] = 1
+        for i in range(4):
+            prob = XLast(Y, U0[i:i + 1], *w[1], "relu", loss="cross_entropy", lam_prev=2.0, coef=1.0)
+            _, res = prob.solve_cvxpy("CLARABEL")
+            assert vals[i, k] == pytest.approx(res.objective, rel=1e-6, abs=1e-7)
+    mse = Network((4,), [Dense(3), Dense(3, None)], loss="mse")
+    wm = mse.init_weights(1)
+    assert np.array_equal(predict_lifted(mse, wm, X), mse.forward(X, wm).argmax(axis=1))
+
+
+def test_lower_bound_certificate_below_network_loss_nondecreasing_and_matches_cvxpy():
+    net = Network((5,), [Dense(4, lam=1.0), Dense(3, None)])
+    w = [(W * 2, b) for W, b in net.init_weights(3)]
+    X, Y, _ = _data(6, (5,), 3, seed=2)
+    curve = lower_bound_curve(net, w, X, Y, [0.01, 0.1, 1.0, 10.0, 100.0], tol=1e-11, max_iter=50000)
+    Gs = [c["G"] for c in curve]
+    p = curve[0]["p"]
+    assert p == pytest.approx(net.network_loss(X, Y, w), rel=1e-12)
+    assert all(G <= p + 1e-9 for G in Gs)
+    assert all(b >= a - 1e-8 for a, b in zip(Gs, Gs[1:]))
+    assert p - Gs[-1] < p - Gs[0]
+    cv = lower_bound(net, w, X, Y, 1.0, method="cvxpy")
+    assert cv["G"] == pytest.approx(curve[2]["G"], rel=1e-6)
+    with pytest.raises(InputError, match="one hidden layer"):
+        lower_bound(_dense(), _dense().init_weights(0), X[:, :5].repeat(2, 1)[:, :6], Y)
+
+
+def _train(tr, X, Y, y, epochs, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return tr.fit(X, Y, y, epochs=epochs, batch_size=10, **kw)
+
+
+def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
+    net = Network((6,), [Dense(5, lam=2.0, gamma=1.0), Dense(3, None, gamma=5.0, coef=3.0)])
+    X, Y, y = _data(30, (6,), 3, seed=3)
+    kw = dict(seed=11, tol_x=1e-6, tol_w=1e-6, max_iter_x=50, max_iter_w=50)
+    straight = BCDTrainer(net, **kw)
+    _train(straight, X, Y, y, 2)
+    # 1 epoch, checkpoint, fresh process state, resume for the 2nd epoch
+    first = BCDTrainer(net, **kw)
+    _train(first, X, Y, y, 1, checkpoint_dir=tmp_path / "a")
+    resumed = BCDTrainer.load(tmp_path / "a")
+    assert (resumed.epoch, resumed.batch) == (1, 0)
+    _train(resumed, X, Y, y, 2)
+    for (W1, b1), (W2, b2) in zip(straight.weights, resumed.weights):
+        assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
+    assert len(resumed.history.batches) == len(straight.history.batches) == 6
+    # killed in the middle of epoch 2 (after batch 2 of 3), resumed from the last checkpoint
+    killed = BCDTrainer(net, w_step="gradient", **kw)
+
+    def kill(tr, rec):
+        if rec["epoch"] == 2 and rec["batch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(killed, X, Y, y, 2, checkpoint_dir=tmp_path / "b", checkpoint_every=1, callback=kill)
+    again = BCDTrainer.load(tmp_path / "b")
+    assert (again.epoch, again.batch) == (1, 2) and again.adam is not None
+    _train(again, X, Y, y, 2)
+    ref = BCDTrainer(net, w_step="gradient", **kw)
+    _train(ref, X, Y, y, 2)
+    for (W1, b1), (W2, b2) in zip(ref.weights, again.weights):
+        assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
+
+
+def test_full_batch_algorithm_and_history(tmp_path):
+    net = _dense()
+    X, Y, y = _data(20, (6,), 3)
+    tr = BCDTrainer(net, algorithm="full", **TIGHT)
+    tr.fit(X, Y, y, epochs=3, X_test=X, y_test=y)
+    J = tr.history.series("relaxed_objective", "epochs")
+    assert len(J) == 3 and J[2] <= J[1] + 1e-8 <= J[0] + 2e-8
+    rec = tr.history.epochs[-1]
+    for key in ("test_accuracy", "train_accuracy", "network_loss", "time_x", "time_w"):
+        assert key in rec
+    tr.history.save(tmp_path / "h.json")
+    tr.history.plot(tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_estimator_fit_predict_and_validation():
+    X, _, y = _data(60, (6,), 3, seed=1)
+    clf = FenchelClassifier(arch="6-8-3", lam=1.0, epochs=2, batch_size=20, seed=0, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y, X_test=X, y_test=y)
+        proba = clf.predict_proba(X)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+        assert np.array_equal(clf.predict(X), proba.argmax(axis=1))
+        assert clf.score(X, y) == pytest.approx(np.mean(clf.predict(X) == y))
+        assert [W.shape for W, _ in clf.weights_] == [(6, 8), (8, 3)]
+        assert len(clf.history_.epochs) == 2 and "test_accuracy" in clf.history_.epochs[-1]
+        clf.partial_fit(X, y)
+        assert len(clf.history_.epochs) == 3
+    with pytest.raises(InputError, match="labels outside"):
+        FenchelClassifier(arch="6-8-3").fit(X, y + 1)
+    with pytest.raises(InputError, match="NaN"):
+        FenchelClassifier(arch="6-8-3").fit(np.full_like(X, np.nan), y)
+    with pytest.raises(InputError, match="shape"):
+        FenchelClassifier(arch="7-8-3").fit(X, y)
+    with pytest.raises(UnknownNameError):
+        FenchelClassifier(arch="6-8-3", loss="hinge").fit(X, y)
+    with pytest.raises(UnknownNameError):
+        FenchelClassifier(arch=((6,), [Dense(4, "swish"), Dense(3, None)])).fit(X, y)
+    with pytest.raises(InputError, match="not fitted"):
+        FenchelClassifier().predict(X)
+
+
+@pytest.mark.slow
+def test_original_settings_full_mnist_one_epoch():
+    from pathlib import Path
+    from cvx_fenchel.datasets import load_mnist
+    d = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+    if not d.is_dir():
+        pytest.skip("full MNIST not found")
+    Xtr, ytr, Xte, yte = load_mnist(d, normalize=True, flatten=True)
+    clf = FenchelClassifier(settings="original", epochs=1, dtype="float32", max_iter_x=50, max_iter_w=30)
+    clf.fit(Xtr, ytr, X_test=Xte, y_test=yte)
+    assert clf.history_.epochs[-1]["test_accuracy"] >= 0.95
