@@ -1,0 +1,111 @@
+"""Command line: info, train (on a small slice), errors as one line with exit status 2."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from cvx_fenchel import cli
+from cvx_fenchel.datasets import load_mnist
+
+
+def test_info_reports_versions_solvers_blas_and_gpu(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    import cvxpy
+    import numpy
+    for needle in (f"numpy {numpy.__version__}", f"cvxpy {cvxpy.__version__}", "NumPy BLAS:", "CuPy:",
+                   "CLARABEL"):
+        assert needle in out
+
+
+@pytest.fixture
+def small_mnist(monkeypatch):
+    """The embedded subset cut to 400 train / 200 test samples, so a CLI run takes seconds."""
+    Xtr, ytr, Xte, yte = load_mnist(normalize=True, flatten=True)
+
+    def load(dataset, data_dir, arch):
+        assert dataset == "mnist" and data_dir is None
+        return Xtr[:400], ytr[:400], Xte[:200], yte[:200]
+
+    monkeypatch.setattr(cli, "load_data", load)
+
+
+def test_train_writes_history_and_prints_final_accuracy(tmp_path, capsys, small_mnist):
+    out = tmp_path / "run"
+    rc = cli.main(["train", "--epochs", "2", "--batch-size", "200", "--out", str(out), "--quiet",
+                   "--backend", "numpy"])
+    assert rc == 0
+    hist = json.loads((out / "history.json").read_text())
+    accs = [e["test_accuracy"] for e in hist["epochs"]]
+    assert len(accs) == 2 and all(0 <= a <= 1 for a in accs)
+    assert (out / "history.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert f"final test accuracy: {accs[-1]:.4f}" in printed
+    assert hist["meta"]["model"] == "fenchel"
+    # original settings were used: the output layer's gamma is 100 * batch size
+    layers = hist["meta"]["network"]["layers"]
+    assert layers[-1]["gamma"] == 100.0 * 200 and layers[-1]["coef"] == 10.0
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--dataset", "cifar10"], "needs --data-dir"),
+    (["train", "--data-dir", "/nonexistent/mnist"], "does not exist"),
+    (["train", "--arch", "lenet7", "--settings", "none"], "unknown architecture"),
+    (["train", "--model", "taylor-admm", "--loss", "cross_entropy"], "MSE loss only"),
+])
+def test_library_errors_print_one_line_and_exit_2(argv, needle, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_verify_without_suite_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "verification.cli", None)  # import raises ImportError
+    assert cli.main(["verify", "--quick"]) == 2
+    assert "verification suite is not available" in capsys.readouterr().err
+
+
+def test_verify_delegates_arguments(monkeypatch):
+    seen = {}
+
+    class Fake:
+        @staticmethod
+        def main(argv):
+            seen["argv"] = argv
+            return 0
+
+    monkeypatch.setitem(sys.modules, "verification.cli", Fake)
+    assert cli.main(["verify", "--quick", "--seed", "3", "--backend", "numpy", "--out", "x"]) == 0
+    assert seen["argv"] == ["--quick", "--seed", "3", "--backend", "numpy", "--out", "x"]
+
+
+def test_unknown_model_is_rejected_by_argparse():
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--model", "xgboost"])
+    assert exc.value.code == 2
+
+
+def test_model_registry_builds_each_baseline_lazily():
+    import argparse
+    args = argparse.Namespace(arch="784-300-10", loss="mse", loss_given=False, epochs=None,
+                              batch_size=None, seed=0, backend="numpy", dtype=None, quiet=True,
+                              settings=None, lam=1.0, max_iter_x=None, max_iter_w=None,
+                              checkpoint_dir=None)
+    for name in ("fenchel", "taylor-admm", "lau-bcd", "lnn"):
+        args.model = name
+        model = cli.build_model(args)
+        assert hasattr(model, "fit") and hasattr(model, "predict")
+    assert cli.build_model(argparse.Namespace(**{**vars(args), "model": "lau-bcd"})).hidden == (300,)
+
+
+@pytest.mark.slow
+def test_default_train_on_embedded_subset(tmp_path, capsys):
+    import time
+    t0 = time.perf_counter()
+    assert cli.main(["train", "--out", str(tmp_path), "--quiet"]) == 0
+    seconds = time.perf_counter() - t0
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["epochs"][-1]["test_accuracy"] >= 0.90
+    assert seconds < 180
