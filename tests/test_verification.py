@@ -1,0 +1,177 @@
+"""The verification suite itself: the quick run passes and is well-formed, and it *can* fail.
+
+The quick run (about a minute on 2 cores) is executed once per module through the command-line
+entry point; the other tests run single cases with deliberately broken fast paths, adjoints or
+activations and assert that the suite flags them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cvx_fenchel import subproblems as sp
+from cvx_fenchel.backend import cupy_available
+from cvx_fenchel.solvers import FastResult
+from verification import cli
+from verification.suite import (ACTIVATIONS, GAP_TOL, RES_TOL, SOLVERS, SUBPROBLEMS, Spec, activation_checks,
+                                map_checks, run_case, run_suite)
+
+REQUIRED = {"subproblem", "activation", "loss", "map", "shape", "solver", "rel_gap", "x_dist", "residual",
+            "fast_seconds", "cvx_seconds", "passed", "status", "variant", "seed"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify")
+    code = cli.main(["--quick", "--seed", "0", "--out", str(out)])
+    with open(out / "verification.json") as fh:
+        data = json.load(fh)
+    report = (out / "REPORT.md").read_text()
+    return code, data, report
+
+
+def test_quick_run_passes_and_is_complete(quick_run):
+    code, data, report = quick_run
+    assert code == 0, [r for r in data["records"] if not r["passed"]][:5]
+    assert data["summary"]["passed"] is True
+    recs = data["records"]
+    assert {r["subproblem"] for r in recs} == set(SUBPROBLEMS)
+    for r in recs:
+        assert REQUIRED <= set(r), set(REQUIRED) - set(r)
+        assert r["passed"] is True
+        assert r["residual"] <= RES_TOL
+        if r["solver"] in SOLVERS:
+            assert r["rel_gap"] <= GAP_TOL[r["solver"]]
+    # every solver compared, every activation covered (softplus through the perturbation test)
+    assert {r["solver"] for r in recs} == set(SOLVERS) | {"perturbation"}
+    assert {r["activation"] for r in recs if r["activation"]} == set(ACTIVATIONS)
+    assert all(r["solver"] == "perturbation" for r in recs if r["activation"] == "softplus")
+    assert {"dense", "conv", "pool+conv", "flatten+dense", "conv+flatten", "none"} <= {r["map"] for r in recs}
+    assert {"cross_entropy", "mse"} <= {r["loss"] for r in recs if r["subproblem"] == "lower-bound"}
+    meta = data["meta"]
+    assert meta["backend"] == "numpy" and meta["dtype"] == "float64" and meta["seed"] == 0
+    assert {"numpy", "scipy", "cvxpy"} <= set(meta["versions"])
+    assert data["activation_checks"] and all(c["passed"] for c in data["activation_checks"])
+    assert data["map_checks"] and all(c["passed"] for c in data["map_checks"])
+    assert data["speed"] is None  # quick mode has no speed row
+    assert "PASSED" in report and "| X-hidden |" in report and "|f_fast - f_cvx| / max(1, |f_cvx|)" in report
+
+
+def test_lower_bound_records_check_g_le_p(quick_run):
+    _, data, _ = quick_run
+    lb = [r for r in data["records"] if r["subproblem"] == "lower-bound"]
+    assert lb
+    for r in lb:
+        assert r["extra"]["G_le_p"] is True
+        assert r["extra"]["G_fast"] <= r["extra"]["p"] + 1e-9 * max(1.0, abs(r["extra"]["p"]))
+
+
+def _perturbed(method, scale=1e-2):
+    """A solve_fast that returns the true minimiser moved by ``scale`` (and lies about it)."""
+    def wrong(self, *args, **kwargs):
+        r = method(self, *args, **kwargs)
+        if isinstance(r.x, tuple):
+            x = tuple(a + scale for a in r.x)
+        else:
+            x = r.x + scale  # stays in the domain for ReLU / softplus (Z >= 0)
+        return FastResult(x, r.objective, r.n_iter, True, r.residual, r.seconds)
+    return wrong
+
+
+@pytest.mark.parametrize("spec, cls", [
+    (Spec("W-last-ce", None, "cross_entropy", "dense", "random", 11), sp.WLast),
+    (Spec("X-hidden", "relu", None, "conv", "random", 12), sp.XHidden),
+    (Spec("LNN-W", None, None, "dense", "random", 13), sp.LNNW),
+])
+def test_wrong_fast_result_is_flagged(monkeypatch, spec, cls):
+    good = run_case(spec, solvers=("CLARABEL",))
+    assert all(r.passed for r in good)
+    monkeypatch.setattr(cls, "solve_fast", _perturbed(cls.solve_fast))
+    bad = run_case(spec, solvers=("CLARABEL",))
+    assert bad and not any(r.passed for r in bad)
+    assert all(r.rel_gap > GAP_TOL["CLARABEL"] and r.residual > RES_TOL for r in bad)
+
+
+def test_wrong_softplus_result_is_flagged(monkeypatch):
+    spec = Spec("X-last-mse", "softplus", "mse", "dense", "random", 14)
+    assert all(r.passed for r in run_case(spec))
+    monkeypatch.setattr(sp.XLast, "solve_fast", _perturbed(sp.XLast.solve_fast, 0.05))
+    (rec,) = run_case(spec)
+    assert rec.solver == "perturbation" and not rec.passed
+    assert rec.rel_gap > 0 and rec.residual > RES_TOL
+
+
+def test_lower_bound_above_p_is_flagged(monkeypatch):
+    spec = Spec("lower-bound", "relu", "cross_entropy", "dense", "random", 15)
+    real = sp.lower_bound
+
+    def lying(*args, **kwargs):
+        out = dict(real(*args, **kwargs))
+        out["G"] = out["p"] + 1.0
+        return out
+
+    monkeypatch.setattr(sp, "lower_bound", lying)
+    recs = run_case(spec, solvers=("CLARABEL",))
+    assert recs and not any(r.passed for r in recs)
+    assert any("exceeds p" in r.message for r in recs)
+
+
+def test_solver_error_is_a_failed_record_not_a_crash(monkeypatch):
+    from cvx_fenchel.errors import SolverError
+
+    def broken(*args, **kwargs):
+        raise SolverError("forced failure", status="infeasible")
+
+    monkeypatch.setattr("verification.suite.solve", broken)
+    monkeypatch.setattr(sp.LNNX, "solve_cvxpy", lambda self, solver="CLARABEL", **kw: broken())
+    (rec,) = run_case(Spec("LNN-X", None, None, "dense", "random", 16), solvers=("ECOS",))
+    assert not rec.passed and rec.status == "infeasible" and "forced failure" in rec.message
+
+
+def test_map_checks_catch_a_wrong_adjoint(monkeypatch):
+    from cvx_fenchel.maps import Dense
+    assert all(c["passed"] for c in map_checks())
+    monkeypatch.setattr(Dense, "_adjoint_input", lambda self, G, W, xp: 1.001 * (G @ W.T))
+    bad = {c["map"]: c for c in map_checks()}
+    assert not bad["dense 4->3"]["passed"] and not bad["flatten+dense"]["passed"]
+    assert bad["conv+flatten"]["passed"]
+
+
+def test_activation_checks_catch_a_wrong_activation(monkeypatch):
+    from cvx_fenchel.activations import Tanh
+    monkeypatch.setattr(Tanh, "forward", lambda self, u: np.tanh(np.asarray(u)) * 0.999)
+    res = [c for c in activation_checks(solvers=("CLARABEL",)) if c["activation"] == "tanh"]
+    assert res and not any(c["passed"] for c in res)
+
+
+def test_run_suite_restricts_and_summarises():
+    specs = [Spec("LNN-simplex-CE", None, "cross_entropy", "none", "random", 17)]
+    res = run_suite(specs=specs, with_checks=False, with_speed=False, solvers=("CLARABEL", "SCS"))
+    assert res["summary"]["instances"] == 1 and res["summary"]["records"] == 2
+    assert res["summary"]["passed"] is True
+    assert all(math.isfinite(r["rel_gap"]) for r in res["records"])
+
+
+@pytest.mark.skipif(cupy_available(), reason="a GPU is available: the cupy backend is exercised instead")
+def test_cupy_backend_without_gpu_exits_cleanly(tmp_path, capsys):
+    code = cli.main(["--quick", "--backend", "cupy", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--backend cupy" in err and "GPU" in err and "Traceback" not in err
+    assert not (tmp_path / "verification.json").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
+def test_cupy_backend_cases_pass():
+    import cupy
+    specs = [Spec("X-hidden", "sigmoid", None, "dense", "random", 18),
+             Spec("W-hidden", "relu", None, "conv", "random", 19),
+             Spec("LNN-simplex-CE", None, "cross_entropy", "none", "random", 20)]
+    res = run_suite(specs=specs, backend="cupy", with_checks=False, with_speed=False, solvers=("CLARABEL",))
+    assert res["summary"]["passed"] and res["meta"]["backend"] == "cupy"
+    assert cupy.cuda.runtime.getDeviceCount() >= 1

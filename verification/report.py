@@ -1,0 +1,158 @@
+"""Markdown summary of a verification run (the JSON result of :func:`verification.suite.run_suite`)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from .suite import SOLVERS, SUBPROBLEMS
+from .speed import speed_markdown
+
+__all__ = ["markdown"]
+
+_COLS = SOLVERS + ("perturbation",)
+
+
+def _e(v, spec=".1e"):
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(result: dict, max_failures: int = 40) -> str:
+    """The report: verdict, tolerances, counts per subproblem x solver, worst gaps and residuals,
+    coverage, CVXPY retries, failures, activation and map checks, the speed row."""
+    meta, summ, recs = result["meta"], result["summary"], result["records"]
+    ok = summ["passed"]
+    L = ["# cvx_fenchel verification report", "",
+         f"**Result: {'PASSED' if ok else 'FAILED'}** -- {summ['instances']} instances, {summ['records']} "
+         f"comparisons, {summ['failed_records']} failed; {len(result['activation_checks'])} activation and "
+         f"{len(result['map_checks'])} map checks, {summ['failed_checks']} failed.", "",
+         f"* Command: `{meta['command']}`",
+         f"* Date: {meta['date']}; wall time {summ['seconds']:.0f} s",
+         f"* Mode: {'quick' if meta['quick'] else 'full'}; seed {meta['seed']}; fast-path backend "
+         f"{meta['backend']}, {meta['dtype']}",
+         f"* Machine: {meta.get('cpu_model')}, {meta.get('logical_cpus')} logical CPU(s); {meta['platform']}",
+         "* Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
+         "## What is compared", "",
+         "Every subproblem instance is solved by the fast path (`solve_fast(tol=1e-10)`) and by CVXPY "
+         "with ECOS, SCS and Clarabel (all three support the zero, non-negative, second-order and "
+         "exponential cones these declarations use).", "",
+         f"* **Relative objective gap** = |f_fast - f_cvx| / max(1, |f_cvx|); must be <= "
+         f"{meta['gap_tol']['ECOS']:g} against ECOS and Clarabel, <= {meta['gap_tol']['SCS']:g} against SCS.",
+         f"* **Fast-path residual** = ||x - T(x)|| / max(1, ||x||) (T: the proximal-gradient map; for "
+         f"LNN-simplex-CE the KKT residual), recomputed from the returned point; must be <= "
+         f"{meta['residual_tol']:g} (float64).",
+         "* **Distance between minimisers** = max abs difference (informational only: minimisers can be "
+         "non-unique, and conic solvers are less accurate in x than in the objective).",
+         "* **Softplus** has no CVXPY form (its potential involves the dilogarithm): its cases are verified by "
+         "the residual plus a perturbation test (column `perturbation`): 32 random feasible points P(x + tD), "
+         f"t = 1e-1..1e-4, never lower the objective by more than {meta['perturbation_slack']:g} max(1, |f|); "
+         "the recorded gap is that relative decrease (0 when none).",
+         f"* **lower-bound**: `lower_bound(method='fast')` vs `lower_bound(method='cvxpy', solver=...)`, plus "
+         f"G <= p (the network loss at the weights) to {meta['bound_slack']:g} relative for the fast bound "
+         f"and to the solver's gap tolerance for CVXPY's.",
+         "* CVXPY runs first with the library's tolerance ladder; where that ends without `optimal` (or with a "
+         "non-finite objective value) the suite retries the same declaration with looser settings, the last "
+         "accepting `optimal_inaccurate`; the gap tolerance is unchanged (retries are listed below).", ""]
+
+    # counts per subproblem x solver
+    by = defaultdict(list)
+    for r in recs:
+        by[(r["subproblem"], r["solver"])].append(r)
+    L += ["## Results per subproblem and solver", "",
+          "Cells: passed / total comparisons (worst relative objective gap).", "",
+          "| subproblem | instances | " + " | ".join(_COLS) + " | worst residual | max x-dist | median fast s "
+          "| median CVXPY s |", "|---|---" + "|---" * len(_COLS) + "|---|---|---|---|"]
+    inst_of = defaultdict(set)
+    for r in recs:
+        inst_of[r["subproblem"]].add(r["id"])
+    for sub in SUBPROBLEMS:
+        rs = [r for r in recs if r["subproblem"] == sub]
+        if not rs:
+            continue
+        cells = []
+        for col in _COLS:
+            c = by.get((sub, col), [])
+            if not c:
+                cells.append("-")
+                continue
+            gaps = [r["rel_gap"] for r in c if r["rel_gap"] is not None]
+            cells.append(f"{sum(r['passed'] for r in c)}/{len(c)} ({_e(max(gaps) if gaps else None)})")
+        res = [r["residual"] for r in rs if r["residual"] is not None]
+        xd = [r["x_dist"] for r in rs if r["x_dist"] is not None and r["x_dist"] == r["x_dist"]]
+        fs = [r["fast_seconds"] for r in rs if r["fast_seconds"] is not None]
+        cs = [r["cvx_seconds"] for r in rs if r["cvx_seconds"] is not None and r["solver"] != "perturbation"]
+        L.append(f"| {sub} | {len(inst_of[sub])} | " + " | ".join(cells) +
+                 f" | {_e(max(res) if res else None)} | {_e(max(xd) if xd else None)} | "
+                 f"{_e(statistics.median(fs) if fs else None, '.3f')} | "
+                 f"{_e(statistics.median(cs) if cs else None, '.3f')} |")
+    tot = [sum(r["passed"] for r in recs if r["solver"] == c) for c in _COLS]
+    n = [sum(r["solver"] == c for r in recs) for c in _COLS]
+    L += ["| **all** | " + str(summ["instances"]) + " | " + " | ".join(f"{a}/{b}" for a, b in zip(tot, n))
+          + " | | | | |", ""]
+
+    # coverage
+    L += ["## Coverage", "", "| subproblem | activations | losses | maps | variants |", "|---|---|---|---|---|"]
+    for sub in SUBPROBLEMS:
+        rs = [r for r in recs if r["subproblem"] == sub]
+        if not rs:
+            continue
+
+        def uniq(key):
+            return ", ".join(sorted({str(r[key]) for r in rs if r[key] is not None})) or "-"
+        L.append(f"| {sub} | {uniq('activation')} | {uniq('loss')} | {uniq('map')} | {uniq('variant')} |")
+    L += ["", "Shapes are tiny (at most 6 samples, 5 units, 8x8x2 images) so that CVXPY is exact and fast; "
+          "variants: `random`, `one-sample`, `one-unit`, `all-negative` (all pre-activations negative), "
+          "`tiny-lambda` (1e-3), `huge-lambda` (1e3), `rho=0`, `gamma=0`, `zero-input`.", ""]
+
+    # retries
+    retries = [r for r in recs if r["extra"].get("library_status")]
+    L += ["## CVXPY retries with looser settings", ""]
+    if retries:
+        cnt = defaultdict(int)
+        for r in retries:
+            cnt[(r["solver"], r["extra"]["library_status"], r["extra"].get("cvx_status", "-"))] += 1
+        L += [f"{len(retries)} of {sum(r['solver'] in SOLVERS for r in recs)} CVXPY solves needed a retry:", "",
+              "| solver | status with the library ladder | final status | count |", "|---|---|---|---|"]
+        L += [f"| {s} | {a} | {b} | {c} |" for (s, a, b), c in sorted(cnt.items())]
+        L.append("")
+    else:
+        L += ["None.", ""]
+
+    # failures
+    fails = [r for r in recs if not r["passed"]]
+    L += ["## Failures", ""]
+    if fails:
+        L += ["| case | solver | status | gap | residual | message |", "|---|---|---|---|---|---|"]
+        for r in fails[:max_failures]:
+            msg = r["message"].replace("|", "/")[:200]
+            L.append(f"| {r['id']} | {r['solver']} | {r['status']} | {_e(r['rel_gap'])} | {_e(r['residual'])} "
+                     f"| {msg} |")
+        if len(fails) > max_failures:
+            L.append(f"| ... {len(fails) - max_failures} more in verification.json | | | | | |")
+        L.append("")
+    else:
+        L += ["None.", ""]
+
+    # activation checks
+    L += ["## Activations: argmin property", "",
+          "CVXPY solves min_v sum_i B(v_i, u_i) over dom F for 40 values of u; the minimiser must equal "
+          "phi(u) (max abs error below) and the optimal value 0. In array code (row `array`): "
+          "B(phi(u), u) <= 1e-12, B >= -1e-12 on random v, B(phi(u) +- 1e-3, u) > 0.", "",
+          "| activation | solver | max abs(argmin - phi(u)) | optimal value | passed |", "|---|---|---|---|---|"]
+    for c in result["activation_checks"]:
+        if c["solver"] == "array":
+            L.append(f"| {c['activation']} | array | B(phi(u),u) max {_e(c.get('max_B_at_phi'))} | min B on "
+                     f"random v {_e(c.get('min_B_random'))} | {'yes' if c['passed'] else 'NO'} |")
+        else:
+            L.append(f"| {c['activation']} | {c['solver']} | {_e(c.get('max_abs_argmin_minus_phi'))} "
+                     f"(tol {_e(c.get('tol_x'))}) | {_e(c.get('optimal_value'))} | "
+                     f"{'yes' if c['passed'] else 'NO: ' + c.get('message', '')} |")
+    L += ["", "## Linear maps: adjoints against explicit matrices", "",
+          "With M = input_matrix(W, m), K = weight_matrix(X), S = bias_matrix(m): vec A(X;W) = M vec X, "
+          "A_X^T G = M^T vec G, A(X;W) + b = K vec W + S b, dW = K^T vec G, db = S^T vec G, and "
+          "<A X, G> = <X, A^T G>; worst relative error, tolerance 1e-12.", "",
+          "| map | worst relative error | passed |", "|---|---|---|"]
+    for c in result["map_checks"]:
+        L.append(f"| {c['map']} | {_e(c.get('max_error'))} | {'yes' if c['passed'] else 'NO: ' + c.get('message', '')} |")
+    L += ["", speed_markdown(result.get("speed"))]
+    return "\n".join(L) + "\n"
