@@ -340,7 +340,7 @@ class LNNClassifier(_FullBatchMSEClassifier):
 
     def _init_state(self, X, Y, Ws, bs) -> dict:
         Xs, _ = feed_forward(X, Ws, bs)
-        st = {"X": X, "Y": Y, "Xs": Xs, "T": None, "gram0": lnn_gram(X)}
+        st = {"X": X, "Y": Y, "Xs": Xs, "T": None, "gram0": lnn_gram(X), "U0": None}
         if self.loss == "cross_entropy":
             st["T"] = lnn_output_step(Y, Xs[-1] @ Ws[-1] + bs[-1], self.lam_[-1])
         return st
@@ -351,7 +351,8 @@ class LNNClassifier(_FullBatchMSEClassifier):
         lam, rho, L = self.lam_, self.rho_, len(Xs)
         tol = None if self.x_tol is None else float(self.x_tol)
         x_iters, x_res, rejected = 0, 0.0, 0
-        U_prev = X @ Ws[0] + bs[0]
+        # X W_0 + b_0 is cached from the last sweep's W-step ((W_0, b_0) have not changed since)
+        U_prev = st["U0"] if st.get("U0") is not None else X @ Ws[0] + bs[0]
         for l in range(1, L + 1):  # X_l, python Xs[l - 1]
             nxt = Xs[l] if l < L else (Y if self.loss == "mse" else st["T"])
             Xs[l - 1], info = lnn_x_step(nxt, U_prev, Ws[l], bs[l], Xs[l - 1], lam[l], lam[l - 1],
