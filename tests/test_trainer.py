@@ -66,7 +66,15 @@ def test_sweep_order_and_w_first():
     tr.sweep()
     assert calls == [("w", 2), ("w", 1), ("w", 0), ("x", 2), ("x", 1)]
     with pytest.raises(InputError, match="x_step index"):
-        BCDTrainer(net).x_problem(1) if False else tr.x_problem(0)
+        tr.x_problem(0)
+    with pytest.raises(InputError, match="w_step index"):
+        tr.w_problem(3)
+    with pytest.raises(InputError, match="no batch loaded"):
+        BCDTrainer(net).sweep()
+    with pytest.raises(UnknownNameError):
+        BCDTrainer(net, algorithm="minibatch")
+    with pytest.raises(InputError, match="Y must have shape"):
+        tr.init_batch(X, Y[:, :2])
 
 
 @pytest.mark.parametrize("l", [0, 1, 2])
