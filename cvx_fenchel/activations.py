@@ -235,28 +235,35 @@ class Activation:
         return cp.sum(self.cvxpy_F(v)) + float(np.sum(self.Fstar(u))) - cp.sum(cp.multiply(u, v))
 
 
-def _safeguarded_newton(xp, h, dh, lo, hi, *, tol=None, max_iter=100):
+def _safeguarded_newton(xp, h, dh, lo, hi, *, tol=None, max_iter=200):
     """Solve the increasing scalar equation h(s) = 0 elementwise inside the bracket [lo, hi].
 
-    Newton steps that leave the current bracket are replaced by bisection; the
-    bracket shrinks with the sign of h at each iterate. Stops when every step
-    is below ``tol * (1 + |s|)``.
+    Vectorised ``rtsafe`` (Numerical Recipes 9.4): the bracket shrinks with the sign of h
+    at each iterate; a Newton step is taken only when it lands inside the bracket and
+    at least halves the step before the last one, otherwise the bracket is bisected.
+    So the bracket at least halves every two iterations (Newton alone can cycle on
+    tanh-like equations ``t s + phi(s) = x`` with small ``t``). Stops when every step is
+    below ``tol * (1 + |s|)``.
     """
     dtype = lo.dtype
     if tol is None:
         tol = 1e-15 if dtype == np.float64 else 1e-7
     s = 0.5 * (lo + hi)
+    dx = hi - lo
+    dxold = dx
     for _ in range(max_iter):
         val = h(s)
+        d = dh(s)
         lo = xp.where(val < 0, s, lo)
         hi = xp.where(val > 0, s, hi)
-        step = val / dh(s)
-        s_new = s - step
-        bad = ~((s_new > lo) & (s_new < hi))
-        s_new = xp.where(bad, 0.5 * (lo + hi), s_new)
-        done = bool(xp.all(xp.abs(s_new - s) <= tol * (1 + xp.abs(s))))
-        s = xp.where(val == 0, s, s_new)
-        if done:
+        s_newton = s - val / d
+        bis = ~((s_newton > lo) & (s_newton < hi)) | (xp.abs(2 * val) > xp.abs(dxold * d))
+        s_new = xp.where(bis, 0.5 * (lo + hi), s_newton)
+        s_new = xp.where(val == 0, s, s_new)
+        dxold = dx
+        dx = xp.abs(s_new - s)
+        s = s_new
+        if bool(xp.all(dx <= tol * (1 + xp.abs(s)))):
             break
     return s
 

@@ -1,8 +1,10 @@
-"""Command line: ``cvx-fenchel info | train | verify``.
+"""Command line: ``cvx-fenchel info | train | reproduce | verify``.
 
 * ``cvx-fenchel info`` -- versions, CVXPY solvers, NumPy BLAS, whether CuPy sees a GPU.
 * ``cvx-fenchel train`` -- train a model (default: Fenchel 784-300-10 on the MNIST subset shipped
   with the package), write ``history.json`` and ``history.png``, print the final test accuracy.
+* ``cvx-fenchel reproduce fig1|fig2|fig3`` -- every model of one of the papers' MNIST figures
+  (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``).
 
 Library errors (:class:`~cvx_fenchel.errors.CvxFenchelError`) print one line and exit with
@@ -43,7 +45,8 @@ def _fenchel(a: argparse.Namespace) -> Any:
     original = a.settings == "original" and a.arch.lower() in ("784-300-10", "lenet5")
     return FenchelClassifier(arch=a.arch, loss=a.loss, settings="original" if original else None,
                              lam=a.lam, epochs=a.epochs or FENCHEL_DEFAULTS["epochs"],
-                             batch_size=a.batch_size or 500, backend=a.backend, seed=a.seed,
+                             batch_size=a.batch_size or 500, algorithm=a.algorithm,
+                             backend=a.backend, seed=a.seed,
                              dtype=a.dtype or FENCHEL_DEFAULTS["dtype"],
                              max_iter_x=a.max_iter_x or FENCHEL_DEFAULTS["max_iter_x"],
                              max_iter_w=a.max_iter_w or FENCHEL_DEFAULTS["max_iter_w"],
@@ -192,7 +195,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(Xtr, ytr, X_test=Xte, y_test=yte)
     seconds = time.perf_counter() - t0
     hist = model.history_
-    hist.meta.setdefault("model", args.model)
+    if hist.meta.get("model") not in (None, args.model):
+        hist.meta["estimator"] = hist.meta["model"]
+    hist.meta["model"] = args.model
     hist.meta.update({"cli": {k: v for k, v in vars(args).items() if k != "func"},
                       "train_seconds": seconds})
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +231,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return int(vcli.main(argv) or 0)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import commands, reproduce
+    if args.dry_run:
+        import shlex
+        for argv in commands(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out,
+                             seed=args.seed, backend=args.backend, models=args.models):
+            print("cvx-fenchel " + shlex.join(argv))
+        return 0
+    reproduce(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out, seed=args.seed,
+              backend=args.backend, models=args.models, quiet=args.quiet)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # parser
 
@@ -256,9 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default=None, choices=["float32", "float64"])
     s.add_argument("--max-iter-x", type=int, default=None, help="fenchel: X-step iteration cap")
     s.add_argument("--max-iter-w", type=int, default=None, help="fenchel: W-step iteration cap")
+    s.add_argument("--algorithm", default="batched", choices=["batched", "full"],
+                   help="fenchel: Algorithm 2 (batched, default) or Algorithm 1 (full batch, one "
+                        "BCD sweep per epoch)")
     s.add_argument("--checkpoint-dir", default=None, help="fenchel: save/resume checkpoints here")
     s.add_argument("--quiet", action="store_true", help="no progress bar or warnings")
     s.set_defaults(func=cmd_train)
+
+    from .reproduce import FIGURES
+    s = subs.add_parser("reproduce", help="run every model of one of the papers' MNIST figures "
+                        "and write results.md/json and figure.png")
+    s.add_argument("figure", choices=sorted(FIGURES))
+    s.add_argument("--data-dir", default=None,
+                   help="MNIST folder (official files); default: the embedded subset")
+    s.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    s.add_argument("--models", nargs="+", default=None, help="run only these models")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    s.add_argument("--out", default="runs/reproduce")
+    s.add_argument("--dry-run", action="store_true", help="print the train commands only")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_reproduce)
 
     s = subs.add_parser("verify", help="compare every fast path with CVXPY (verification suite)")
     s.add_argument("--quick", action="store_true")

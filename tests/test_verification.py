@@ -175,3 +175,39 @@ def test_cupy_backend_cases_pass():
     res = run_suite(specs=specs, backend="cupy", with_checks=False, with_speed=False, solvers=("CLARABEL",))
     assert res["summary"]["passed"] and res["meta"]["backend"] == "cupy"
     assert cupy.cuda.runtime.getDeviceCount() >= 1
+
+
+def test_solver_failure_alone_does_not_fail_an_instance_but_is_counted():
+    from verification.suite import instance_verdicts
+    ok = dict(passed=True, solver_failed=False)
+    solver_down = dict(passed=False, solver_failed=True)
+    fast_wrong = dict(passed=False, solver_failed=False)
+    recs = [dict(id="a", **ok), dict(id="a", **solver_down),      # ECOS failed, Clarabel agreed
+            dict(id="b", **solver_down), dict(id="b", **solver_down),  # nobody verified b
+            dict(id="c", **ok), dict(id="c", **fast_wrong)]       # one solver disagrees
+    assert instance_verdicts(recs) == {"a": True, "b": False, "c": False}
+
+
+def test_gap_is_one_sided_fast_below_solver_passes(monkeypatch):
+    """A solver whose value lies above the (feasible) fast point's is less accurate, not a failure;
+    a fast point above the solver's value by more than the tolerance fails."""
+    spec = Spec("LNN-W", None, None, "dense", "random", 13)
+    real = sp.LNNW.solve_cvxpy
+
+    def high(self, solver="CLARABEL", **kw):
+        x, res = real(self, solver, **kw)
+        res.objective = res.objective * (1 + 1e-3) + 1e-3
+        return x, res
+
+    def low(self, solver="CLARABEL", **kw):
+        x, res = real(self, solver, **kw)
+        res.objective = res.objective * (1 - 1e-3) - 1e-3
+        return x, res
+
+    monkeypatch.setattr(sp.LNNW, "solve_cvxpy", high)
+    (rec,) = run_case(spec, solvers=("CLARABEL",))
+    assert rec.passed and rec.status == "ok (solver less accurate)" and rec.fast_excess < 0
+    assert rec.rel_gap > GAP_TOL["CLARABEL"]
+    monkeypatch.setattr(sp.LNNW, "solve_cvxpy", low)
+    (rec,) = run_case(spec, solvers=("CLARABEL",))
+    assert not rec.passed and rec.fast_excess > GAP_TOL["CLARABEL"]

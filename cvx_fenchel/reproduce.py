@@ -1,0 +1,195 @@
+"""``cvx-fenchel reproduce FIGURE``: run every model of one of the papers' MNIST figures.
+
+Each figure is a list of ``cvx-fenchel train`` runs (one per model, with that model's settings).
+:func:`reproduce` runs them one after the other in-process, each writing its own
+``OUT/<model>/history.json`` and plot, then writes
+
+* ``OUT/results.json`` -- per model: the exact command, final test accuracy, seconds, seconds per
+  epoch, and the paper's reported number;
+* ``OUT/results.md`` -- the same as a Markdown table (what the README's results come from);
+* ``OUT/figure.png`` -- test accuracy per epoch of every model, the paper's final numbers as
+  dotted lines.
+
+The figures (numbers from ``reference/paper_results.md``):
+
+* ``fig1``: MNIST 784-300-10, MSE loss; Taylor et al. ADMM, Lau et al. BCD, the 2018 lifted
+  network (LNN), SGD, and the Fenchel lifted network trained full-batch (Algorithm 1);
+* ``fig2``: MNIST 784-300-10, cross-entropy, 10 epochs; SGD, Adam and the batched Fenchel model
+  with the original code's settings;
+* ``fig3``: MNIST LeNet-5, cross-entropy; SGD, Adam, Fenchel (paper: 20 epochs; default here 2).
+
+With no ``--data-dir`` the runs use the MNIST subset shipped with the package (a smoke test of
+the pipeline; the papers' numbers are for the full 60,000/10,000 split).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError, UnknownNameError
+from .history import History, atomic_write_bytes
+
+__all__ = ["FIGURES", "Figure", "Run", "reproduce", "commands"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One model of a figure: ``cvx-fenchel train --model MODEL ARGS... --epochs EPOCHS``."""
+
+    model: str
+    args: tuple = ()
+    epochs: int = 10
+    paper: float | None = None  # reported final test accuracy
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    arch: str
+    runs: tuple = field(default_factory=tuple)
+
+
+FIGURES: dict[str, Figure] = {
+    "fig1": Figure(
+        "Fig. 1 (Gu et al. 2020): MNIST 784-300-10, MSE loss, full-batch lifted models",
+        "784-300-10",
+        (Run("taylor-admm", ("--loss", "mse"), epochs=100, paper=0.834),
+         Run("lau-bcd", ("--loss", "mse"), epochs=50, paper=0.914),
+         Run("lnn", ("--loss", "mse"), epochs=1, paper=0.863),
+         Run("sgd", ("--loss", "mse"), epochs=10, paper=0.957),
+         Run("fenchel", ("--loss", "mse", "--algorithm", "full"), epochs=30, paper=0.961))),
+    "fig2": Figure(
+        "Fig. 2 (Gu et al. 2020): MNIST 784-300-10, cross-entropy, 10 epochs",
+        "784-300-10",
+        (Run("sgd", ("--loss", "cross_entropy"), epochs=10, paper=0.943),
+         Run("adam", ("--loss", "cross_entropy"), epochs=10, paper=0.976),
+         Run("fenchel", ("--loss", "cross_entropy"), epochs=10, paper=0.976))),
+    "fig3": Figure(
+        "Fig. 3 (Gu et al. 2020): MNIST LeNet-5, cross-entropy (paper: 20 epochs)",
+        "lenet5",
+        (Run("sgd", ("--loss", "cross_entropy"), epochs=2, paper=0.986),
+         Run("adam", ("--loss", "cross_entropy"), epochs=2, paper=0.989),
+         Run("fenchel", ("--loss", "cross_entropy"), epochs=2, paper=0.990))),
+}
+
+
+def _argv(fig: Figure, run: Run, *, data_dir: str | None, epochs: int | None, out: Path,
+          seed: int, backend: str) -> list[str]:
+    argv = ["train", "--model", run.model, "--arch", fig.arch, *run.args,
+            "--epochs", str(epochs if epochs is not None else run.epochs),
+            "--seed", str(seed), "--backend", backend, "--out", str(out / run.name)]
+    if data_dir is not None:
+        argv[1:1] = ["--data-dir", str(data_dir)]
+    return argv
+
+
+def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
+             out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
+             models: list[str] | None = None) -> list[list[str]]:
+    """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure``."""
+    fig = _figure(figure)
+    return [_argv(fig, r, data_dir=data_dir, epochs=epochs, out=Path(out), seed=seed, backend=backend)
+            for r in _select(fig, models)]
+
+
+def _figure(name: str) -> Figure:
+    if name not in FIGURES:
+        raise UnknownNameError(f"unknown figure {name!r}; choose one of {sorted(FIGURES)}")
+    return FIGURES[name]
+
+
+def _select(fig: Figure, models: list[str] | None) -> list[Run]:
+    if not models:
+        return list(fig.runs)
+    known = {r.name for r in fig.runs}
+    bad = [m for m in models if m not in known]
+    if bad:
+        raise InputError(f"model(s) {bad} are not part of this figure; choose from {sorted(known)}")
+    return [r for r in fig.runs if r.name in models]
+
+
+def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
+              out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
+              models: list[str] | None = None, quiet: bool = False) -> dict:
+    """Run every model of ``figure`` and write ``results.json``, ``results.md``, ``figure.png``.
+
+    Returns the results dict (also written to ``OUT/results.json``).
+    """
+    from . import cli
+
+    fig = _figure(figure)
+    runs = _select(fig, models)
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in runs:
+        argv = _argv(fig, run, data_dir=data_dir, epochs=epochs, out=outp, seed=seed, backend=backend)
+        if quiet:
+            argv.append("--quiet")
+        print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
+        rc = cli.main(argv)
+        if rc != 0:
+            raise InputError(f"run {run.name!r} failed (exit status {rc}): cvx-fenchel {shlex.join(argv)}")
+        hist = History.load(outp / run.name / "history.json")
+        n_ep = len(hist.epochs)
+        seconds = float(hist.meta.get("train_seconds", float("nan")))
+        rows.append({"model": run.name, "command": "cvx-fenchel " + shlex.join(argv),
+                     "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
+                     "test_accuracy_per_epoch": hist.series("test_accuracy"),
+                     "seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
+                     "paper": run.paper})
+    result = {"figure": figure, "title": fig.title, "data_dir": data_dir, "seed": seed,
+              "backend": backend, "command": "cvx-fenchel reproduce " + shlex.join(sys.argv[2:])
+              if len(sys.argv) > 2 and sys.argv[1] == "reproduce" else None, "runs": rows}
+    atomic_write_bytes(outp / "results.json", json.dumps(result, indent=1).encode())
+    atomic_write_bytes(outp / "results.md", markdown(result).encode())
+    plot(result, outp / "figure.png")
+    print("\n" + markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    """Markdown table of a :func:`reproduce` result."""
+    lines = [f"### {result['title']}", "",
+             f"Data: {result['data_dir'] or 'embedded MNIST subset (10,000 train / 2,000 test)'}; "
+             f"seed {result['seed']}; backend {result['backend']}.", "",
+             "| model | epochs | test accuracy | paper | s/epoch | command |",
+             "|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        acc = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        paper = "" if r["paper"] is None else f"{r['paper']:.3f}"
+        lines.append(f"| {r['model']} | {r['epochs']} | {acc} | {paper} | "
+                     f"{r['seconds_per_epoch']:.1f} | `{r['command']}` |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path) -> None:
+    """Test accuracy per epoch of every run; the paper's final numbers as dotted lines."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(result["runs"]):
+        ys = [y for y in r["test_accuracy_per_epoch"] if y is not None]
+        color = f"C{i}"
+        if ys:
+            ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, color=color, label=r["model"])
+        if r["paper"] is not None:
+            ax.axhline(r["paper"], color=color, ls=":", lw=1)
+    ax.set_xlabel("epoch (full-batch models: iteration)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(result["title"] + "\n(dotted: the paper's final accuracy)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
