@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     atomic_write_bytes(md_path, markdown(result).encode())
     s = result["summary"]
     print(f"{'PASSED' if s['passed'] else 'FAILED'}: {s['instances']} instances, {s['records']} comparisons, "
-          f"{s['failed_records']} failed; {s['failed_checks']} failed activation/map checks; "
+          f"{s['failed_records']} failed, {s.get('solver_failures', 0)} CVXPY solver failures; "
+          f"{s['failed_checks']} failed activation/map checks; "
           f"{s['seconds']:.0f} s. Wrote {json_path} and {md_path}")
     return 0 if s["passed"] else 1
 
