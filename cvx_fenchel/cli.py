@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
-import json
 import platform
 import sys
 import time

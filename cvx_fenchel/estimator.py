@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import check_array, check_scalar, get_backend, to_numpy
+from .backend import check_array, get_backend, to_numpy
 from .datasets import one_hot
 from .errors import InputError, UnknownNameError
 from .history import History

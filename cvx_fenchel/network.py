@@ -55,15 +55,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import maps as _maps
 from .activations import Activation, get_activation
-from .backend import check_array, check_scalar, get_namespace, resolve_dtype, to_numpy
+from .backend import check_array, check_scalar, get_namespace, resolve_dtype
 from .errors import InputError, UnknownNameError
 
 __all__ = ["Dense", "Conv2D", "AvgPool2D", "Flatten", "LiftedLayer", "Network",

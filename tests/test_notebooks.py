@@ -1,6 +1,5 @@
 """The teaching notebooks run top to bottom (their cells assert the facts they show)."""
 
-import os
 import runpy
 from pathlib import Path
 

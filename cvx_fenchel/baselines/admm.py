@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import asarray, check_array, check_scalar, get_backend, get_namespace, to_numpy
+from ..backend import check_array, check_scalar, get_backend, get_namespace, to_numpy
 from ..errors import InputError
 from ..history import History
 
@@ -403,6 +403,25 @@ class _FullBatchMSEClassifier:
         y = _check_labels(y, "y", pred.shape[0], self.n_classes_)
         return float((pred == y).mean())
 
+    def _log_iteration(self, it: int, t0: float, t_total: float, t_step: float, parts: dict, H: Any,
+                       Y: Any, y: Any, X_test: Any, y_test: Any, params: list, diverged: str,
+                       **epoch_extra: Any) -> float:
+        """Record iteration ``it`` (0-based): network MSE and accuracies of the feed-forward scores
+        ``H`` and of ``params`` on the test set; raise FloatingPointError(``diverged``) on a
+        non-finite objective. Returns the cumulative time including this evaluation."""
+        rec = dict(parts, network_mse=float(((H - Y) ** 2).sum()) / Y.shape[0],
+                   train_accuracy=_accuracy(H, y))
+        if X_test is not None:
+            rec["test_accuracy"] = _accuracy(self._forward(X_test, params), y_test)
+        t_total += time.perf_counter() - t0
+        if not np.isfinite(parts["objective"]):
+            raise FloatingPointError(diverged)
+        self.history_.log_batch(epoch=it + 1, batch=0, loss=parts["objective"],
+                                network_loss=rec["network_mse"],
+                                train_accuracy=rec["train_accuracy"], time=t_total)
+        self.history_.log_epoch(epoch=it + 1, **epoch_extra, time=t_total, time_step=t_step, **rec)
+        return t_total
+
     # -- progress -----------------------------------------------------------------------
     def _progress(self, n_iter: int):
         if not self.verbose:
@@ -523,19 +542,9 @@ class TaylorADMMClassifier(_FullBatchMSEClassifier):
             H = Ms[0]
             for i in range(1, L):
                 H = xp.maximum(H, 0) @ Ws[i]
-            rec = dict(parts, network_mse=float(((H - Y) ** 2).sum()) / X.shape[0],
-                       train_accuracy=_accuracy(H, y))
-            if X_test is not None:
-                rec["test_accuracy"] = _accuracy(self._forward(X_test, [(W, None) for W in Ws]),
-                                                 y_test)
-            t_total += time.perf_counter() - t0
-            if not np.isfinite(parts["objective"]):
-                raise FloatingPointError(f"ADMM diverged at iteration {it + 1} (objective "
-                                         f"{parts['objective']}); lower beta or gamma")
-            self.history_.log_batch(epoch=it + 1, batch=0, loss=parts["objective"],
-                                    network_loss=rec["network_mse"],
-                                    train_accuracy=rec["train_accuracy"], time=t_total)
-            self.history_.log_epoch(epoch=it + 1, multiplier_updated=it >= self.n_warmup,
-                                    time=t_total, time_step=t_step, **rec)
+            t_total = self._log_iteration(
+                it, t0, t_total, t_step, parts, H, Y, y, X_test, y_test, [(W, None) for W in Ws],
+                f"ADMM diverged at iteration {it + 1} (objective {parts['objective']}); lower beta "
+                "or gamma", multiplier_updated=it >= self.n_warmup)
         self._state = {"W": Ws, "a": As[1:], "z": Zs, "lambda": lam}
         return [(W, None) for W in Ws]

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_scalar, get_namespace
-from .admm import (_accuracy, _add_diag, _check_int, _FullBatchMSEClassifier, _init_weights,
+from .admm import (_add_diag, _check_int, _FullBatchMSEClassifier, _init_weights,
                    cholesky_solve, relu_least_squares_step, spd_solve)
 
 __all__ = ["LauBCDClassifier", "bcd_output_v_step", "bcd_output_u_step", "bcd_hidden_v_step",
@@ -269,17 +269,8 @@ class LauBCDClassifier(_FullBatchMSEClassifier):
             H = Ps[0]  # feed-forward network, reusing X W_1 + b_1
             for i in range(1, N):
                 H = xp.maximum(H, 0) @ Ws[i] + bs[i]
-            rec = dict(parts, network_mse=float(((H - Y) ** 2).sum()) / X.shape[0],
-                       train_accuracy=_accuracy(H, y))
-            if X_test is not None:
-                rec["test_accuracy"] = _accuracy(self._forward(X_test, list(zip(Ws, bs))),
-                                                 y_test)
-            t_total += time.perf_counter() - t0
-            if not np.isfinite(parts["objective"]):
-                raise FloatingPointError(f"BCD produced a non-finite objective at sweep {it + 1}")
-            self.history_.log_batch(epoch=it + 1, batch=0, loss=parts["objective"],
-                                    network_loss=rec["network_mse"],
-                                    train_accuracy=rec["train_accuracy"], time=t_total)
-            self.history_.log_epoch(epoch=it + 1, time=t_total, time_step=t_step, **rec)
+            t_total = self._log_iteration(
+                it, t0, t_total, t_step, parts, H, Y, y, X_test, y_test, list(zip(Ws, bs)),
+                f"BCD produced a non-finite objective at sweep {it + 1}")
         self._state = {"W": Ws, "b": bs, "V": Vs[1:], "U": Us}
         return list(zip(Ws, bs))
