@@ -211,3 +211,27 @@ def test_gap_is_one_sided_fast_below_solver_passes(monkeypatch):
     monkeypatch.setattr(sp.LNNW, "solve_cvxpy", low)
     (rec,) = run_case(spec, solvers=("CLARABEL",))
     assert not rec.passed and rec.fast_excess > GAP_TOL["CLARABEL"]
+
+
+def test_speed_row_lbfgsb_objectives_are_the_subproblems():
+    """The L-BFGS-B objectives of the speed row (written out independently) equal the subproblems'
+    array objectives, and their gradients equal the subproblems' gradients (small sizes)."""
+    from verification.speed import _whidden_fun, _xlast_fun, build_mnist_instances
+    xlast, whidden, _ = build_mnist_instances(seed=1, m=30, hidden=12)
+    rng = np.random.default_rng(0)
+    fun, shape = _xlast_fun(xlast)
+    Z = np.maximum(np.asarray(xlast.start()) + 0.1 * rng.standard_normal(shape), 0.0)
+    f, g = fun(Z.ravel())
+    assert f == pytest.approx(xlast.objective(Z), rel=1e-12)
+    d = rng.standard_normal(Z.size)
+    h = 1e-6
+    Zp, Zm = Z.ravel() + h * d, Z.ravel() - h * d
+    assert (fun(Zp)[0] - fun(Zm)[0]) / (2 * h) == pytest.approx(g @ d, rel=1e-5)
+    fun, (n, k) = _whidden_fun(whidden)
+    W = np.asarray(whidden.W0) + 0.05 * rng.standard_normal((n, k))
+    b = np.asarray(whidden.b0) + 0.05 * rng.standard_normal(k)
+    f, g = fun(np.concatenate([W.ravel(), b]))
+    assert f == pytest.approx(whidden.objective((W, b)), rel=1e-12)
+    gW, gb = whidden.grad((W, b))
+    np.testing.assert_allclose(g, np.concatenate([np.asarray(gW).ravel(), np.asarray(gb)]), rtol=1e-10,
+                               atol=1e-10)
