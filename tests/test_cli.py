@@ -91,7 +91,8 @@ def test_model_registry_builds_each_baseline_lazily():
     args = argparse.Namespace(arch="784-300-10", loss="mse", loss_given=False, epochs=None,
                               batch_size=None, seed=0, backend="numpy", dtype=None, quiet=True,
                               settings=None, lam=1.0, max_iter_x=None, max_iter_w=None,
-                              checkpoint_dir=None, algorithm="batched")
+                              checkpoint_dir=None, algorithm="batched", w_step="solve", lr=1e-3,
+                              predict_rule="feedforward")
     for name in ("fenchel", "taylor-admm", "lau-bcd", "lnn"):
         args.model = name
         model = cli.build_model(args)
@@ -122,6 +123,17 @@ def test_fenchel_mse_with_original_settings_keeps_the_loss(tmp_path, small_mnist
     hist = json.loads((out / "history.json").read_text())
     assert hist["meta"]["network"]["loss"] == "mse"
     assert len(hist["epochs"]) == 2
+
+
+def test_gradient_w_step_and_lifted_prediction_from_the_cli(tmp_path, small_mnist):
+    out = tmp_path / "grad"
+    assert cli.main(["train", "--w-step", "gradient", "--lr", "0.01", "--predict-rule", "lifted",
+                     "--epochs", "1", "--batch-size", "200", "--out", str(out), "--quiet",
+                     "--backend", "numpy"]) == 0
+    hist = json.loads((out / "history.json").read_text())
+    assert hist["meta"]["cli"]["w_step"] == "gradient" and hist["meta"]["cli"]["predict_rule"] == "lifted"
+    assert 0.0 <= hist["epochs"][-1]["test_accuracy"] <= 1.0  # feed-forward, per epoch
+    assert 0.0 <= hist["meta"]["final_test_accuracy_lifted"] <= 1.0
 
 
 def test_reproduce_runs_a_figure_and_writes_table_and_plot(tmp_path, capsys, small_mnist):
