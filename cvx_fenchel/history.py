@@ -91,7 +91,8 @@ class History:
             return cls.from_dict(json.load(f))
 
     def plot(self, path: str | os.PathLike | None = None, title: str | None = None):
-        """Plot objective/loss per batch and accuracies per epoch; save to ``path`` if given.
+        """Plot objective/loss per batch, accuracies per epoch and, where recorded (one hidden
+        layer), the certificate ``G_W(lambda) <= p(W)`` per epoch; save to ``path`` if given.
 
         Returns the matplotlib figure.
         """
@@ -100,7 +101,9 @@ class History:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        bound = [(r.get("epoch", i + 1), r["lower_bound"], r.get("lower_bound_p"))
+                 for i, r in enumerate(self.epochs) if r.get("lower_bound") is not None]
+        fig, axes = plt.subplots(1, 3 if bound else 2, figsize=(16.5 if bound else 11, 4))
         ax = axes[0]
         for key in ("relaxed_objective", "network_loss", "loss"):
             ys = self.series(key, "batches")
@@ -122,6 +125,15 @@ class History:
         ax.set_ylabel("accuracy")
         ax.set_title("accuracy per epoch")
         if ax.get_lines():
+            ax.legend()
+        if bound:
+            ax = axes[2]
+            ax.plot([b[0] for b in bound], [b[1] for b in bound], marker="o",
+                    label=r"lower bound $G_W(\lambda)$")
+            ax.plot([b[0] for b in bound], [b[2] for b in bound], marker="s",
+                    label=r"network loss $p(W)$")
+            ax.set_xlabel("epoch")
+            ax.set_title("certificate on the last batch")
             ax.legend()
         fig.suptitle(title or str(self.meta.get("model", "")))
         fig.tight_layout()

@@ -56,7 +56,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .backend import check_scalar, get_namespace, to_numpy
-from .errors import ConvergenceWarning, InputError, UnknownNameError
+from .errors import ConvergenceWarning, CvxFenchelError, InputError, UnknownNameError
 from .history import History, atomic_write_bytes
 from .network import Network, loss_gradient, loss_per_sample
 from . import subproblems as sub
@@ -471,6 +471,14 @@ class BCDTrainer:
                "n_capped": int(sum(r.get("n_capped", 0) for r in recs))}
         if X_test is not None:
             rec["test_accuracy"] = self.network.accuracy(X_test, y_test, self.weights)
+        if self.network.L == 1 and self.Xs is not None:
+            # certificate G_W(lam) <= p(W) on the epoch's last batch at the epoch-end weights
+            try:
+                lb = lower_bound(self.network, self.weights, self.Xs[0], self.Y, tol=1e-6, max_iter=500)
+                rec.update(lower_bound=lb["G"], lower_bound_p=lb["p"])
+            except CvxFenchelError as exc:  # a certificate must never stop training
+                warnings.warn(f"epoch {self.epoch + 1}: lower bound not computed ({exc})",
+                              ConvergenceWarning, stacklevel=3)
         self.history.log_epoch(**rec)
         if rec["n_capped"]:
             warnings.warn(f"epoch {self.epoch + 1}: {rec['n_capped']} fast-solver step(s) stopped at "
