@@ -268,3 +268,17 @@ def test_history_tracks_the_certificate_per_epoch_and_plots_it(tmp_path):
     assert (tmp_path / "h.png").stat().st_size > 0
     assert json.loads((tmp_path / "h.json").read_text())["epochs"][1]["lower_bound"] == eps[1]["lower_bound"]
     del fig
+
+
+def test_atomic_write_gives_normal_permissions_and_replaces(tmp_path):
+    import os
+    import stat
+    from cvx_fenchel.history import atomic_write_bytes
+    p = tmp_path / "out.json"
+    atomic_write_bytes(p, b"one")
+    atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+    assert [q.name for q in tmp_path.iterdir()] == ["out.json"]  # no temporary file left behind
