@@ -177,6 +177,44 @@ def test_conv_and_pool_maps(name):
         assert rel_gap(r.objective, c.objective) <= 1e-6
 
 
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_preconditioned_w_steps_majorise_and_match_plain_fista_and_cvxpy(name):
+    """The Gram preconditioner P = L_data [F 1]^T [F 1] + 2(rho + gamma) I bounds the Hessian, so a
+    plain step y - P^{-1} grad never increases the objective; the accelerated steps reach the same
+    minimiser as FISTA (and CVXPY) in far fewer iterations on an ill-conditioned instance
+    (non-negative features with a large common mean, like ReLU outputs)."""
+    from cvx_fenchel.maps import Dense, Flatten
+    rng = np.random.default_rng(11)
+    act = act_of(name)
+    maps = [Dense(8, 5), Conv2D(in_shape=(5, 5, 2), c_out=3, kernel=(3, 3)),
+            Chain([AvgPool2D(in_shape=(6, 6, 2), size=2), Conv2D(in_shape=(3, 3, 2), c_out=2, kernel=(2, 2))]),
+            Chain([Conv2D(in_shape=(4, 4, 1), c_out=2, kernel=(2, 2)), Flatten(in_shape=(3, 3, 2))])]
+    for lmap in maps:
+        m = 6
+        X = 3.0 + rng.random((m,) + tuple(lmap.in_shape))  # large mean: badly conditioned
+        W0 = 0.1 * rng.normal(size=lmap.weight_shape)
+        b0 = 0.1 * rng.normal(size=lmap.bias_shape)
+        X_next = act.forward(rng.normal(size=(m,) + tuple(lmap.out_shape)))
+        sub = WHidden(X, X_next, act, lam=2.0, rho=0.0, gamma=0.05, W0=W0, b0=b0, linear_map=lmap)
+        solve_P = sub._preconditioner()
+        assert solve_P is not None, lmap
+        y = (W0 + rng.normal(size=W0.shape), b0)
+        for _ in range(5):
+            g = sub.grad(y)
+            d = solve_P(g)
+            y_new = (y[0] - d[0], y[1] - d[1])
+            assert sub.objective(y_new) <= sub.objective(y) + 1e-12 * abs(sub.objective(y))
+            y = y_new
+        fast = sub.solve_fast(tol=1e-10, max_iter=100_000)
+        plain = sub.solve_fast(tol=1e-10, max_iter=100_000, precondition=False)
+        assert fast.converged and plain.converged
+        assert rel_gap(fast.objective, plain.objective) <= 1e-9
+        assert fast.n_iter < plain.n_iter
+        if name != "softplus":
+            _, c = sub.solve_cvxpy("CLARABEL")
+            assert rel_gap(fast.objective, c.objective) <= 1e-6
+
+
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_lower_bound_certificate(loss):
     """G_W(lambda) <= p(W), by the fast path and by CVXPY, nondecreasing in lambda, tight as lambda grows."""
