@@ -147,6 +147,7 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
                      "test_accuracy_per_epoch": hist.series("test_accuracy"),
                      "seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
                      "paper": run.paper})
+    rows = _merge_previous(outp / "results.json", figure, fig, rows)
     result = {"figure": figure, "title": fig.title, "data_dir": data_dir, "seed": seed,
               "backend": backend, "command": "cvx-fenchel reproduce " + shlex.join(sys.argv[2:])
               if len(sys.argv) > 2 and sys.argv[1] == "reproduce" else None, "runs": rows}
@@ -155,6 +156,21 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
     plot(result, outp / "figure.png")
     print("\n" + markdown(result))
     return result
+
+
+def _merge_previous(path: Path, figure: str, fig: Figure, rows: list[dict]) -> list[dict]:
+    """Rows of this call plus, from an earlier ``results.json`` of the same figure in the same
+    folder, the rows of models not re-run now (so ``--models`` updates single rows), in the
+    figure's order."""
+    done = {r["model"] for r in rows}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    keep = [r for r in (old or {}).get("runs", []) if r.get("model") not in done] \
+        if old and old.get("figure") == figure else []
+    order = {r.name: i for i, r in enumerate(fig.runs)}
+    return sorted(keep + rows, key=lambda r: order.get(r["model"], len(order)))
 
 
 def markdown(result: dict) -> str:

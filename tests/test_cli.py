@@ -151,6 +151,12 @@ def test_reproduce_runs_a_figure_and_writes_table_and_plot(tmp_path, capsys, sma
     md = (out / "results.md").read_text()
     assert "| sgd | 1 |" in md and "0.943" in md
     assert (out / "figure.png").stat().st_size > 0
+    # re-running one model updates its row and keeps the others, in the figure's order
+    assert cli.main(["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "--out", str(out),
+                     "--quiet", "--backend", "numpy"]) == 0
+    res2 = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in res2["runs"]] == ["sgd", "adam"]
+    assert res2["runs"][0]["epochs"] == 2 and res2["runs"][1] == res["runs"][1]
 
 
 def test_reproduce_dry_run_and_errors(capsys):
