@@ -685,8 +685,12 @@ class WHidden(_WStep):
         + \gamma(\|W - W^0\|^2 + \|b - b^0\|^2)
 
     Smooth (``F*`` is differentiable for every activation here) and strongly
-    convex when :math:`\rho + \gamma > 0`; FISTA with restart, Lipschitz constant
-    :math:`\lambda \sup\phi' \|[A_X, 1]\|^2 + 2(\rho + \gamma)`.
+    convex when :math:`\rho + \gamma > 0`. Its Hessian in each output channel's
+    ``(w_c, b_c)`` is at most :math:`P = \lambda \sup\phi' [F\,1]^\top[F\,1] + 2(\rho+\gamma) I`
+    (``F``: the inputs of a dense map, the im2col patches of a convolution), so
+    :meth:`solve_fast` takes accelerated steps :math:`y - P^{-1}\nabla f(y)` (one Cholesky
+    of ``P`` per subproblem); plain FISTA (Lipschitz constant
+    :math:`\lambda \sup\phi' \|[A_X, 1]\|^2 + 2(\rho + \gamma)`) otherwise.
     """
 
     name = "W-hidden"
