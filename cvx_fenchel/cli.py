@@ -64,20 +64,19 @@ def _torch(optimizer: str) -> Callable[[argparse.Namespace], Any]:
     return make
 
 
-def _admm(a: argparse.Namespace) -> Any:
-    mod = _import("cvx_fenchel.baselines.admm", "taylor-admm baseline")
-    _mse_only("taylor-admm", a)
-    kw = {} if a.epochs is None else {"n_iter": a.epochs}
-    return mod.TaylorADMMClassifier(hidden=_hidden(a.arch), seed=a.seed, backend=a.backend,
-                                    dtype=a.dtype or "float64", verbose=not a.quiet, **kw)
+def _full_batch_mse(name: str, module: str, cls: str) -> Callable[[argparse.Namespace], Any]:
+    """Factory of a full-batch MSE baseline (``--epochs`` = iterations)."""
+    def make(a: argparse.Namespace) -> Any:
+        mod = _import(module, f"{name} baseline")
+        _mse_only(name, a)
+        kw = {} if a.epochs is None else {"n_iter": a.epochs}
+        return getattr(mod, cls)(hidden=_hidden(a.arch), seed=a.seed, backend=a.backend,
+                                 dtype=a.dtype or "float64", verbose=not a.quiet, **kw)
+    return make
 
 
-def _lau(a: argparse.Namespace) -> Any:
-    mod = _import("cvx_fenchel.baselines.lau_bcd", "lau-bcd baseline")
-    _mse_only("lau-bcd", a)
-    kw = {} if a.epochs is None else {"n_iter": a.epochs}
-    return mod.LauBCDClassifier(hidden=_hidden(a.arch), seed=a.seed, backend=a.backend,
-                                dtype=a.dtype or "float64", verbose=not a.quiet, **kw)
+_admm = _full_batch_mse("taylor-admm", "cvx_fenchel.baselines.admm", "TaylorADMMClassifier")
+_lau = _full_batch_mse("lau-bcd", "cvx_fenchel.baselines.lau_bcd", "LauBCDClassifier")
 
 
 def _lnn(a: argparse.Namespace) -> Any:
