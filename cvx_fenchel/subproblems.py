@@ -48,8 +48,8 @@ from .backend import check_array, check_scalar, get_namespace, to_numpy
 from .cvx import CvxpyResult, solve
 from .errors import ConvergenceWarning, InputError, UnknownNameError
 from .maps import Chain, Conv2D, Dense, Flatten, LinearMap
-from .solvers import (FastResult, default_tol, fista, fista_metric, prox_grad_residual, ridge_solve,
-                      simplex_ce_prox)
+from .solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista, fista_metric,
+                      prox_grad_residual, ridge_solve, simplex_ce_prox)
 
 __all__ = ["XHidden", "XLast", "WHidden", "WLast", "LNNX", "LNNW", "LNNSimplexCE", "lower_bound",
            "loss_value", "loss_grad", "LOSSES", "SUBPROBLEMS"]
@@ -587,7 +587,7 @@ class _WStep:
             self._P = False
             F = _feature_matrix(self.map, self.X)
             if F is not None and F.shape[1] + 1 <= self.max_precond_dim and self.data.lipschitz > 0:
-                xp, xsp = get_namespace(F)
+                xp, _ = get_namespace(F)
                 A = xp.concatenate([F, xp.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
                 P = self.data.lipschitz * (A.T @ A)
                 n = P.shape[0]
@@ -596,8 +596,8 @@ class _WStep:
                 jitter = 2 * (self.rho + self.gamma) + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
                 P = P + jitter * xp.eye(n, dtype=P.dtype)
                 try:
-                    cf = xsp.linalg.cho_factor(P, lower=True, check_finite=False)
-                except Exception:  # noqa: BLE001 - numerically indefinite: keep plain FISTA
+                    Lp = cholesky(P)
+                except np.linalg.LinAlgError:  # numerically indefinite: keep plain FISTA
                     return None
                 c_out = self.map.weight_shape[-1]
                 wshape = self.map.weight_shape
@@ -605,7 +605,7 @@ class _WStep:
                 def solve_P(g):
                     gW, gb = g
                     G = xp.concatenate([gW.reshape(-1, c_out), gb.reshape(1, c_out)], axis=0)
-                    D = xsp.linalg.cho_solve(cf, G, check_finite=False)
+                    D = cholesky_solve(Lp, G)
                     return (D[:-1].reshape(wshape), D[-1].reshape(gb.shape))
 
                 self._P = solve_P

@@ -307,3 +307,47 @@ def test_cvxpy_status_other_than_optimal_raises():
         solve(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, x <= 0]), "ECOS")
     with pytest.raises(UnknownNameError, match="unknown CVXPY solver"):
         solve(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1]), "GUROBIX")
+
+
+# ---------------------------------------------------------------------------------------
+# Cholesky helpers shared by the W-step preconditioner, ridge_solve and the baselines
+# ---------------------------------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), k=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_cholesky_solve_solves_spd_systems(n, k, seed):
+    from cvx_fenchel.solvers import cholesky, cholesky_solve
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n + 2, n))
+    G = A.T @ A + 1e-3 * np.eye(n)
+    R = rng.standard_normal((n, k))
+    L = cholesky(G)
+    np.testing.assert_allclose(L @ L.T, G, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(G @ cholesky_solve(L, R), R, rtol=1e-8, atol=1e-8)
+
+
+def test_cholesky_names_an_indefinite_matrix_and_ridge_solve_falls_back_to_least_squares():
+    from cvx_fenchel.solvers import cholesky, ridge_solve
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        cholesky(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    # rank-deficient A with no ridge: the minimum-norm least-squares solution still solves the
+    # normal equations
+    A = np.array([[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]])
+    T = np.array([[1.0], [2.0], [3.0]])
+    theta = ridge_solve(A, T, scale=1.0, reg=np.zeros(2))
+    np.testing.assert_allclose(A.T @ (A @ theta - T), 0.0, atol=1e-10)
+
+
+def test_array_code_uses_only_linalg_functions_that_cupyx_scipy_has():
+    """cupyx.scipy.linalg lacks cho_factor/cho_solve (and most of scipy.linalg): the fast path must
+    stay on functions both backends have, or the CuPy run silently takes a fallback."""
+    import re
+    from pathlib import Path
+    cupyx_linalg = {"solve_triangular", "lu_factor", "lu_solve", "lu", "block_diag", "expm",
+                    "tril", "triu", "khatri_rao", "kron"}
+    root = Path(__file__).resolve().parents[1] / "cvx_fenchel"
+    used = set()
+    for path in root.rglob("*.py"):
+        used |= set(re.findall(r"xsp\.linalg\.(\w+)", path.read_text()))
+    assert used, "the pattern should find the fast path's triangular solves"
+    assert used <= cupyx_linalg, f"not in cupyx.scipy.linalg: {sorted(used - cupyx_linalg)}"

@@ -64,6 +64,7 @@ import numpy as np
 
 from ..backend import check_array, check_scalar, get_backend, get_namespace, to_numpy
 from ..errors import InputError
+from ..solvers import cholesky, cholesky_solve
 from ..history import History
 
 __all__ = ["TaylorADMMClassifier", "admm_weight_step", "admm_activation_step",
@@ -75,17 +76,9 @@ __all__ = ["TaylorADMMClassifier", "admm_weight_step", "admm_activation_step",
 # linear algebra shared by both baselines
 # ----------------------------------------------------------------------------------------
 
-def cholesky_solve(L: Any, R: Any) -> Any:
-    """Solve ``(L L^T) X = R`` given the lower Cholesky factor ``L`` (n, n) and ``R`` (n, k)."""
-    _, xsp = get_namespace(L, R)
-    Y = xsp.linalg.solve_triangular(L, R, lower=True)
-    return xsp.linalg.solve_triangular(L.T, Y, lower=False)
-
-
 def spd_solve(G: Any, R: Any) -> Any:
     """Solve ``G X = R`` for a symmetric positive definite ``G`` (n, n), ``R`` (n, k), by Cholesky."""
-    xp, _ = get_namespace(G, R)
-    return cholesky_solve(xp.linalg.cholesky(G), R)
+    return cholesky_solve(cholesky(G), R)
 
 
 def _relative_ridge(G: Any, ridge: float) -> float:
@@ -130,7 +123,7 @@ def weight_step_factor(A: Any, ridge: float) -> Any:
     """Lower Cholesky factor of ``A^T A + ridge * tr(A^T A)/n * I`` (see :func:`admm_weight_step`)."""
     xp, _ = get_namespace(A)
     G = A.T @ A
-    return xp.linalg.cholesky(_add_diag(G, _relative_ridge(G, ridge)))
+    return cholesky(_add_diag(G, _relative_ridge(G, ridge)))
 
 
 def admm_activation_step(Z_next: Any, W_next: Any, Z: Any, beta: float, gamma: float) -> Any:

@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_scalar, get_namespace
+from ..solvers import cholesky, cholesky_solve
 from .admm import (_add_diag, _check_int, _FullBatchMSEClassifier, _init_weights,
-                   cholesky_solve, relu_least_squares_step, spd_solve)
+                   relu_least_squares_step, spd_solve)
 
 __all__ = ["LauBCDClassifier", "bcd_output_v_step", "bcd_output_u_step", "bcd_hidden_v_step",
            "bcd_hidden_u_step", "bcd_weight_step", "bcd_weight_factor", "bcd_bias_step",
@@ -114,7 +115,7 @@ def bcd_hidden_u_step(V: Any, P: Any, U_old: Any, gamma: float, rho: float, alph
 def bcd_weight_factor(V_prev: Any, rho: float, alpha: float) -> Any:
     """Lower Cholesky factor of ``rho V^T V + alpha I`` (cached for the fixed input layer)."""
     xp, _ = get_namespace(V_prev)
-    return xp.linalg.cholesky(_add_diag(rho * (V_prev.T @ V_prev), alpha))
+    return cholesky(_add_diag(rho * (V_prev.T @ V_prev), alpha))
 
 
 def bcd_weight_step(V_prev: Any, U: Any, W_old: Any, b: Any, rho: float, alpha: float, *,

@@ -65,8 +65,9 @@ import numpy as np
 from ..backend import check_scalar, get_namespace, to_numpy
 from ..errors import InputError, UnknownNameError
 from ..history import History
+from ..solvers import cholesky, cholesky_solve
 from ..subproblems import LNNSimplexCE, LNNX
-from .admm import _FullBatchMSEClassifier, _accuracy, _check_int, _softmax, cholesky_solve
+from .admm import _FullBatchMSEClassifier, _accuracy, _check_int, _softmax
 
 __all__ = ["LNNClassifier", "lifted_init_weights", "lnn_objective", "lnn_x_step", "lnn_output_step",
            "lnn_w_step", "lnn_gram", "feed_forward"]
@@ -186,8 +187,7 @@ def lnn_w_step(X: Any, T: Any, lam: float, rho: float, *, gamma: float = 0.0, W0
         rhs = rhs + gamma * xp.concatenate([W0, b0[None, :]], axis=0)
     H = lam * gram + (rho + gamma) * xp.eye(gram.shape[0], dtype=gram.dtype)
     try:
-        L = xp.linalg.cholesky(H)
-        theta = cholesky_solve(L, rhs)
+        theta = cholesky_solve(cholesky(H), rhs)
         if not bool(xp.all(xp.isfinite(theta))):
             raise np.linalg.LinAlgError("non-finite Cholesky solve")
     except np.linalg.LinAlgError:  # singular (rho + gamma = 0, rank-deficient X)
