@@ -131,7 +131,8 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
 
 
 def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree], x0: Tree, *,
-                 tol: float, max_iter: int, restart: bool = True) -> tuple[Tree, int, bool]:
+                 tol: float, max_iter: int, restart: bool = True,
+                 norm_x: Callable[[Tree], float] | None = None) -> tuple[Tree, int, bool]:
     r"""Accelerated gradient in the metric of a fixed matrix :math:`P \succeq \nabla^2 f`.
 
     For smooth convex :math:`f` whose Hessian is bounded by :math:`P` everywhere,
@@ -144,7 +145,9 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     Because :math:`\|P\| \le L` (the Euclidean Lipschitz constant used by the residual of
     :func:`prox_grad_residual`), :math:`\|\nabla f\|/L \le \|P^{-1}\nabla f\|`, so the caller's
     residual check at the returned point is implied up to the change between ``y`` and ``x``;
-    callers report that residual.
+    callers report that residual. ``norm_x`` (default: the Euclidean norm of the tree) measures
+    ``||x||`` in that test, for callers that iterate on coordinates of an affine parametrisation
+    ``x = x_bar + Psi c`` with orthonormal ``Psi`` (steps keep their norm; points do not).
 
     Returns
     -------
@@ -157,7 +160,7 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     for k in range(1, max_iter + 1):
         d = solve_P(grad_f(y))
         x_new = tuple(a - e for a, e in zip(y, d))
-        if _norm(d, xp) <= tol * max(1.0, _norm(x_new, xp)):
+        if _norm(d, xp) <= tol * max(1.0, _norm(x_new, xp) if norm_x is None else norm_x(x_new)):
             return x_new, k, True
         if restart and sum(float(xp.sum((a - b) * (b - c))) for a, b, c in zip(y, x_new, x)) > 0:
             t = 1.0

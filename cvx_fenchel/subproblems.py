@@ -515,6 +515,7 @@ class _WStep:
         self.X, self.W0, self.b0 = X, W0, b0
         self._L = None
         self._P = None
+        self._S = None
 
     def _U(self, x):
         return self.map.apply(self.X, x[0], x[1])
@@ -611,13 +612,96 @@ class _WStep:
                 self._P = solve_P
         return self._P or None
 
+    def _sample_space(self):
+        r"""The W-step in sample space (dense maps with fewer samples than weights per unit), or None.
+
+        With :math:`\Phi = [F\,1]` (``m x (n+1)``, ``m <= n+1``), :math:`c = \rho + \gamma > 0` and
+        :math:`\bar\theta = (\gamma/c)\,\theta^0`, the objective is
+        :math:`\mathrm{data}(\Phi\theta) + c\|\theta - \bar\theta\|^2` + const. Its minimiser lies in
+        :math:`\bar\theta + \mathrm{range}(\Phi^\top)` (stationarity:
+        :math:`\theta - \bar\theta = -\Phi^\top \nabla\mathrm{data}/(2c)`), and the component of a
+        start outside it only adds to the ridge term, so it is dropped. With the eigendecomposition
+        :math:`\Phi\Phi^\top = Q\Lambda Q^\top` (``m x m``, float64; eigenvalues below
+        ``1e-13 max(Lambda)`` dropped), :math:`\Psi = \Phi^\top Q\Lambda^{-1/2}` is an orthonormal basis of
+        that range and :math:`\theta = \bar\theta + \Psi C`:
+
+        .. math::
+            U = \Phi\bar\theta + Q\Lambda^{1/2} C, \qquad
+            \nabla_C = \Lambda^{1/2} Q^\top \nabla\mathrm{data}(U) + 2cC, \qquad
+            P_C = L_\text{data}\Lambda + 2c\,I \text{ (diagonal)}.
+
+        :math:`P_C` is the Gram preconditioner of :meth:`_preconditioner` in these coordinates, so
+        the iterates are the same as there (from the first step on), at the cost of two ``m x m``
+        by ``m x k`` products a step instead of two ``m x (n+1)`` products and two triangular
+        solves of order ``n+1``.
+        """
+        if self._S is None:
+            self._S = False
+            c = self.rho + self.gamma
+            mid = self.map._split()[1] if isinstance(self.map, Chain) else self.map
+            F = _feature_matrix(self.map, self.X) if isinstance(mid, Dense) else None
+            if F is not None and c > 0 and F.shape[0] <= F.shape[1] + 1 and self.data.lipschitz > 0 \
+                    and tuple(self.map.out_shape) == (self.map.weight_shape[-1],):
+                xp = self.xp
+                Phi = xp.concatenate([F, xp.ones((F.shape[0], 1), dtype=F.dtype)], axis=1).astype(xp.float64)
+                lam, Q = xp.linalg.eigh(Phi @ Phi.T)
+                keep = lam > 1e-13 * max(float(lam[-1]), 1.0)
+                lam, Q = lam[keep], Q[:, keep]
+                k = self.map.weight_shape[-1]
+                theta_bar = (self.gamma / c) * xp.concatenate(
+                    [self.W0.reshape(-1, k), self.b0.reshape(1, k)], axis=0).astype(xp.float64)
+                sq = xp.sqrt(lam)
+                self._S = {"Phi": Phi, "Q": Q.astype(self.dtype), "Q64": Q, "sq": sq.astype(self.dtype),
+                           "sq64": sq, "metric": (self.data.lipschitz * lam + 2 * c).astype(self.dtype)[:, None],
+                           "c": c, "theta_bar": theta_bar, "U_bar": (Phi @ theta_bar).astype(self.dtype),
+                           "psi_bar": ((Q.T @ (Phi @ theta_bar)) / sq[:, None]),
+                           "bar_sq": float(xp.sum(theta_bar * theta_bar)), "k": k}
+        return self._S or None
+
+    def _solve_sample_space(self, S, x0, tol, max_iter):
+        xp = self.xp
+        k = S["k"]
+        theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
+        C0 = ((S["Q64"].T @ (S["Phi"] @ (theta0 - S["theta_bar"]))) / S["sq64"][:, None]).astype(self.dtype)
+        Q, sq, metric, U_bar, c2 = S["Q"], S["sq"][:, None], S["metric"], S["U_bar"], 2 * S["c"]
+        psi_bar = S["psi_bar"].astype(self.dtype)
+
+        def grad(t):
+            C = t[0]
+            R = self.data.grad(U_bar + Q @ (sq * C))
+            return (sq * (Q.T @ R) + c2 * C,)
+
+        def norm_x(t):  # ||theta_bar + Psi C||
+            C = t[0]
+            return math.sqrt(max(S["bar_sq"] + 2 * float(xp.sum(psi_bar * C)) + float(xp.sum(C * C)), 0.0))
+
+        (C,), n, _ = fista_metric(grad, lambda g: (g[0] / metric,), (C0,), tol=tol, max_iter=max_iter,
+                                  norm_x=norm_x)
+        theta = S["theta_bar"] + S["Phi"].T @ (S["Q64"] @ (C.astype(xp.float64) / S["sq64"][:, None]))
+        theta = theta.astype(self.dtype)
+        return (theta[:-1].reshape(self.map.weight_shape), theta[-1].reshape(self.map.bias_shape)), n
+
+    @property
+    def fast_method(self) -> str:
+        """Which path :meth:`solve_fast` takes: ``closed-form``, ``sample-space``, ``gram`` or ``fista``."""
+        if self._closed_form_available():
+            return "closed-form"
+        if self._sample_space() is not None:
+            return "sample-space"
+        return "gram" if self._preconditioner() is not None else "fista"
+
+    def _closed_form_available(self) -> bool:
+        return False
+
     def solve_fast(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
-                   warn: bool = True, precondition: bool = True) -> FastResult:
-        """Closed form where one exists (dense ridge by Cholesky); else, for dense and
-        convolutional maps, accelerated majorise-minimise steps in the metric of the Gram
-        preconditioner (:meth:`_preconditioner`, :func:`~cvx_fenchel.solvers.fista_metric`);
-        else (or with ``precondition=False``) FISTA with restart. The reported residual is always
-        the Euclidean scale-free one (:meth:`residual`)."""
+                   warn: bool = True, precondition: bool = True, sample_space: bool = True) -> FastResult:
+        """Closed form where one exists (dense ridge by Cholesky); else accelerated
+        majorise-minimise steps in the metric of the Gram preconditioner
+        (:func:`~cvx_fenchel.solvers.fista_metric`): in sample space (:meth:`_sample_space`) for
+        dense maps with at most as many samples as weights per unit and ``rho + gamma > 0``
+        (unless ``sample_space=False``), else in weight space for dense and convolutional maps
+        (:meth:`_preconditioner`); else (or with ``precondition=False``) FISTA with restart. The
+        reported residual is always the Euclidean scale-free one (:meth:`residual`)."""
         t0 = time.perf_counter()
         tol = _solver_tol(tol, self.dtype)
         closed = self._closed_form()
@@ -627,9 +711,13 @@ class _WStep:
                               res, time.perf_counter() - t0)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
         x0 = self.start() if x0 is None else self._check_x(x0, "x0")
-        solve_P = self._preconditioner() if precondition else None
-        if solve_P is not None:
-            x, n, _ = fista_metric(self._grad, solve_P, tuple(x0), tol=tol, max_iter=max_iter)
+        S = self._sample_space() if precondition and sample_space else None
+        solve_P = None if S is not None or not precondition else self._preconditioner()
+        if S is not None or solve_P is not None:
+            if S is not None:
+                x, n = self._solve_sample_space(S, x0, tol, max_iter)
+            else:
+                x, n, _ = fista_metric(self._grad, solve_P, tuple(x0), tol=tol, max_iter=max_iter)
             res = self.residual(x)
             conv = res <= tol
             if not conv and warn:
@@ -734,8 +822,11 @@ class WLast(_WStep):
         self.Y = d["Y"]
         self.data = _LossTerm(self.loss, self.Y, self.coef)
 
+    def _closed_form_available(self) -> bool:
+        return self.loss == "mse" and isinstance(self.map, Dense)
+
     def _closed_form(self):
-        if self.loss != "mse" or not isinstance(self.map, Dense):
+        if not self._closed_form_available():
             return None
         return _dense_ridge(self, self.Y, scale=self.coef)
 
@@ -759,8 +850,11 @@ class LNNW(_WStep):
         self.X_next, self.lam = d["X_next"], lam
         self.data = _QuadTerm(self.X_next, lam)
 
+    def _closed_form_available(self) -> bool:
+        return isinstance(self.map, Dense)
+
     def _closed_form(self):
-        if not isinstance(self.map, Dense):
+        if not self._closed_form_available():
             return None
         return _dense_ridge(self, self.X_next, scale=2 * self.lam)
 

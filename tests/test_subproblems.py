@@ -351,3 +351,76 @@ def test_array_code_uses_only_linalg_functions_that_cupyx_scipy_has():
         used |= set(re.findall(r"xsp\.linalg\.(\w+)", path.read_text()))
     assert used, "the pattern should find the fast path's triangular solves"
     assert used <= cupyx_linalg, f"not in cupyx.scipy.linalg: {sorted(used - cupyx_linalg)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# W-steps in sample space (dense maps, m <= n + 1, rho + gamma > 0)
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 9), n=st.integers(1, 10), name=st.sampled_from(ACTS), rho=st.sampled_from([0.0, 0.3]),
+       gamma=st.sampled_from([0.0, 0.05, 2.0]), x0_off=st.booleans(), rank=st.sampled_from(["full", "dup", "zero"]),
+       seed=st.integers(0, 2**16))
+def test_sample_space_w_step_matches_weight_space(m, n, name, rho, gamma, x0_off, rank, seed):
+    """The sample-space iteration (theta = theta_bar + Psi C, Psi an orthonormal basis of range [X 1]^T)
+    reaches the weight-space Gram-preconditioned minimiser: same objective, same (W, b), optimality
+    residual below tol, also from a start outside theta_bar + range [X 1]^T and for rank-deficient
+    Gram matrices (duplicated samples, all-zero inputs)."""
+    rng = np.random.default_rng(seed)
+    act = act_of(name)
+    X = rng.random((m, n)) * 3.0
+    if rank == "dup" and m > 1:
+        X[-1] = X[0]
+    if rank == "zero":
+        X[:] = 0.0
+    k = 3
+    W0, b0 = rng.normal(size=(n, k)), rng.normal(size=k)
+    X_next = act.forward(rng.normal(size=(m, k)))
+    sub = WHidden(X, X_next, act, lam=1.5, rho=rho, gamma=gamma, W0=W0, b0=b0)
+    ss = m <= n + 1 and rho + gamma > 0
+    assert sub.fast_method == ("sample-space" if ss else "gram")
+    x0 = (W0 + rng.normal(size=W0.shape), b0 - 1.0) if x0_off else None
+    a = sub.solve_fast(x0, tol=1e-11, max_iter=200_000)
+    b = sub.solve_fast(x0, tol=1e-11, max_iter=200_000, sample_space=False)
+    assert a.converged and b.converged and a.residual <= 1e-11
+    assert rel_gap(a.objective, b.objective) <= 1e-10
+    scale = max(1.0, float(np.abs(b.x[0]).max()))
+    assert np.abs(a.x[0] - b.x[0]).max() <= 1e-6 * scale and np.abs(a.x[1] - b.x[1]).max() <= 1e-6 * scale
+
+
+def test_sample_space_w_step_same_iterates_and_against_cvxpy():
+    """From theta_bar (rho = 0: the start W0) the two parametrisations take the same steps: equal
+    iteration counts at every tolerance; the minimiser matches CVXPY; float32 inputs stay float32
+    and still meet a float32 tolerance."""
+    rng = np.random.default_rng(3)
+    m, n, k = 5, 12, 4
+    X = rng.random((m, n))
+    W0, b0 = 0.3 * rng.normal(size=(n, k)), 0.1 * np.ones(k)
+    X_next = np.maximum(X @ W0 + b0 + 0.3 * rng.normal(size=(m, k)), 0.0)
+    sub = WHidden(X, X_next, "relu", rho=0.0, gamma=0.5, W0=W0, b0=b0)
+    for tol in (1e-4, 1e-7, 1e-10):
+        a = sub.solve_fast(tol=tol)
+        b = sub.solve_fast(tol=tol, sample_space=False)
+        assert a.n_iter == b.n_iter
+        assert rel_gap(a.objective, b.objective) <= 1e-12
+    _, c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(a.objective, c.objective) <= 1e-6
+    sub32 = WHidden(X.astype(np.float32), X_next.astype(np.float32), "relu", rho=0.0, gamma=0.5,
+                    W0=W0.astype(np.float32), b0=b0.astype(np.float32))
+    r32 = sub32.solve_fast()
+    assert r32.x[0].dtype == np.float32 and r32.x[1].dtype == np.float32 and r32.converged
+    assert rel_gap(r32.objective, c.objective) <= 1e-5
+
+
+def test_fast_method_names_the_path():
+    rng = np.random.default_rng(0)
+    X, V = rng.random((4, 6)), np.maximum(rng.normal(size=(4, 2)), 0)
+    assert WHidden(X, V, "relu", gamma=1.0, W_shape=(6, 2)).fast_method == "sample-space"
+    assert WHidden(X, V, "relu", W_shape=(6, 2)).fast_method == "gram"  # rho = gamma = 0
+    assert WHidden(np.vstack([X] * 3), np.vstack([V] * 3), "relu", gamma=1.0,
+                   W_shape=(6, 2)).fast_method == "gram"  # more samples than weights per unit
+    assert WLast(X, rng.normal(size=(4, 2)), loss="mse", W_shape=(6, 2)).fast_method == "closed-form"
+    assert WLast(X, onehot(rng, 4, 2), loss="cross_entropy", gamma=1.0, W_shape=(6, 2)).fast_method \
+        == "sample-space"
+    conv = Conv2D(in_shape=(4, 4, 1), c_out=2, kernel=(2, 2))
+    assert WHidden(rng.random((2, 4, 4, 1)), np.maximum(rng.normal(size=(2, 3, 3, 2)), 0), "relu", gamma=1.0,
+                   linear_map=conv).fast_method == "gram"
