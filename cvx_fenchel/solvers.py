@@ -132,7 +132,8 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
 
 def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree], x0: Tree, *,
                  tol: float, max_iter: int, restart: bool = True,
-                 norm_x: Callable[[Tree], float] | None = None) -> tuple[Tree, int, bool]:
+                 norm_x: Callable[[Tree], float] | None = None,
+                 lipschitz: float | None = None) -> tuple[Tree, int, bool]:
     r"""Accelerated gradient in the metric of a fixed matrix :math:`P \succeq \nabla^2 f`.
 
     For smooth convex :math:`f` whose Hessian is bounded by :math:`P` everywhere,
@@ -149,6 +150,12 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     ``||x||`` in that test, for callers that iterate on coordinates of an affine parametrisation
     ``x = x_bar + Psi c`` with orthonormal ``Psi`` (steps keep their norm; points do not).
 
+    With ``lipschitz`` (the Euclidean :math:`L`), it also stops at ``y`` when
+    :math:`\|\nabla f(y)\|/L \le` ``tol`` :math:`\max(1, \|y\|)`, the callers' residual test
+    itself: when ``P`` is nearly singular (``rho = gamma = 0`` and rank-deficient features) the
+    step test alone can fail for ever, since :math:`P^{-1}` blows rounding errors in the null
+    space of the data up into steps along directions the objective does not see.
+
     Returns
     -------
     (x, n_iter, step_converged)
@@ -158,7 +165,11 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     x = y = x0
     t = 1.0
     for k in range(1, max_iter + 1):
-        d = solve_P(grad_f(y))
+        g = grad_f(y)
+        if lipschitz is not None and \
+                _norm(g, xp) / lipschitz <= tol * max(1.0, _norm(y, xp) if norm_x is None else norm_x(y)):
+            return y, k, True
+        d = solve_P(g)
         x_new = tuple(a - e for a, e in zip(y, d))
         if _norm(d, xp) <= tol * max(1.0, _norm(x_new, xp) if norm_x is None else norm_x(x_new)):
             return x_new, k, True

@@ -651,6 +651,8 @@ class _WStep:
                 theta_bar = (self.gamma / c) * xp.concatenate(
                     [self.W0.reshape(-1, k), self.b0.reshape(1, k)], axis=0).astype(xp.float64)
                 sq = xp.sqrt(lam)
+                if self._L is None:  # ||[X 1]||^2 = max(Lambda): no second eigenvalue solve for the residual
+                    self._L = max(self.data.lipschitz * float(lam[-1]) + 2 * c, 1e-12)
                 self._S = {"Phi": Phi, "Q": Q.astype(self.dtype), "Q64": Q, "sq": sq.astype(self.dtype),
                            "sq64": sq, "metric": (self.data.lipschitz * lam + 2 * c).astype(self.dtype)[:, None],
                            "c": c, "theta_bar": theta_bar, "U_bar": (Phi @ theta_bar).astype(self.dtype),
@@ -717,7 +719,9 @@ class _WStep:
             if S is not None:
                 x, n = self._solve_sample_space(S, x0, tol, max_iter)
             else:
-                x, n, _ = fista_metric(self._grad, solve_P, tuple(x0), tol=tol, max_iter=max_iter)
+                # rho = gamma = 0: P is definite only through its jitter; stop on the residual too
+                x, n, _ = fista_metric(self._grad, solve_P, tuple(x0), tol=tol, max_iter=max_iter,
+                                       lipschitz=self.lipschitz if self.rho + self.gamma == 0 else None)
             res = self.residual(x)
             conv = res <= tol
             if not conv and warn:

@@ -424,3 +424,19 @@ def test_fast_method_names_the_path():
     conv = Conv2D(in_shape=(4, 4, 1), c_out=2, kernel=(2, 2))
     assert WHidden(rng.random((2, 4, 4, 1)), np.maximum(rng.normal(size=(2, 3, 3, 2)), 0), "relu", gamma=1.0,
                    linear_map=conv).fast_method == "gram"
+
+
+def test_gram_w_step_without_ridge_stops_on_rank_deficient_features():
+    """rho = gamma = 0 and duplicated samples: P = L [X 1]^T [X 1] + jitter I is nearly singular and
+    P^{-1} blows rounding errors up along directions the objective does not see; the step test
+    alone then never held (the solve ran to its cap). The residual test stops it."""
+    rng = np.random.default_rng(27174)
+    act = act_of("leaky_relu")
+    X = np.repeat(rng.random((1, 1)) * 3.0, 2, axis=0)
+    sub = WHidden(X, act.forward(rng.normal(size=(2, 3))), act, lam=1.5, W0=rng.normal(size=(1, 3)),
+                  b0=rng.normal(size=3))
+    assert sub.fast_method == "gram"
+    r = sub.solve_fast(tol=1e-11, max_iter=5000)
+    assert r.converged and r.residual <= 1e-11 and r.n_iter < 1000
+    _, c = sub.solve_cvxpy("CLARABEL")
+    assert rel_gap(r.objective, c.objective) <= 1e-6
