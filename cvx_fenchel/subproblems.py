@@ -653,11 +653,13 @@ class _WStep:
                 sq = xp.sqrt(lam)
                 if self._L is None:  # ||[X 1]||^2 = max(Lambda): no second eigenvalue solve for the residual
                     self._L = max(self.data.lipschitz * float(lam[-1]) + 2 * c, 1e-12)
-                self._S = {"Phi": Phi, "Q": Q.astype(self.dtype), "Q64": Q, "sq": sq.astype(self.dtype),
-                           "sq64": sq, "metric": (self.data.lipschitz * lam + 2 * c).astype(self.dtype)[:, None],
-                           "c": c, "theta_bar": theta_bar, "U_bar": (Phi @ theta_bar).astype(self.dtype),
-                           "psi_bar": ((Q.T @ (Phi @ theta_bar)) / sq[:, None]),
-                           "bar_sq": float(xp.sum(theta_bar * theta_bar)), "k": k}
+                # float64 for the change of coordinates at both ends, the working dtype inside
+                self._S = {"Phi": Phi, "Q64": Q, "sq64": sq, "theta_bar": theta_bar, "c": c, "k": k,
+                           "Q": Q.astype(self.dtype, copy=False), "sq": sq.astype(self.dtype, copy=False),
+                           "metric": (self.data.lipschitz * lam + 2 * c).astype(self.dtype)[:, None],
+                           "U_bar": (Phi @ theta_bar).astype(self.dtype, copy=False),
+                           "psi_bar": ((Q.T @ (Phi @ theta_bar)) / sq[:, None]).astype(self.dtype, copy=False),
+                           "bar_sq": float(xp.sum(theta_bar * theta_bar))}
         return self._S or None
 
     def _solve_sample_space(self, S, x0, tol, max_iter):
@@ -666,7 +668,7 @@ class _WStep:
         theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
         C0 = ((S["Q64"].T @ (S["Phi"] @ (theta0 - S["theta_bar"]))) / S["sq64"][:, None]).astype(self.dtype)
         Q, sq, metric, U_bar, c2 = S["Q"], S["sq"][:, None], S["metric"], S["U_bar"], 2 * S["c"]
-        psi_bar = S["psi_bar"].astype(self.dtype)
+        psi_bar = S["psi_bar"]
 
         def grad(t):
             C = t[0]
@@ -683,14 +685,17 @@ class _WStep:
         theta = theta.astype(self.dtype)
         return (theta[:-1].reshape(self.map.weight_shape), theta[-1].reshape(self.map.bias_shape)), n
 
+    def _path(self, precondition: bool = True, sample_space: bool = True) -> str:
+        if self._closed_form_available():
+            return "closed-form"
+        if precondition and sample_space and self._sample_space() is not None:
+            return "sample-space"
+        return "gram" if precondition and self._preconditioner() is not None else "fista"
+
     @property
     def fast_method(self) -> str:
         """Which path :meth:`solve_fast` takes: ``closed-form``, ``sample-space``, ``gram`` or ``fista``."""
-        if self._closed_form_available():
-            return "closed-form"
-        if self._sample_space() is not None:
-            return "sample-space"
-        return "gram" if self._preconditioner() is not None else "fista"
+        return self._path()
 
     def _closed_form_available(self) -> bool:
         return False
@@ -706,21 +711,19 @@ class _WStep:
         reported residual is always the Euclidean scale-free one (:meth:`residual`)."""
         t0 = time.perf_counter()
         tol = _solver_tol(tol, self.dtype)
-        closed = self._closed_form()
-        if closed is not None:
+        path = self._path(precondition, sample_space)
+        if path == "closed-form":
+            closed = self._closed_form()
             res = self.residual(closed)
             return FastResult(closed, self.objective(closed), 0, res <= max(tol, 1e3 * np.finfo(self.dtype).eps),
                               res, time.perf_counter() - t0)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
         x0 = self.start() if x0 is None else self._check_x(x0, "x0")
-        S = self._sample_space() if precondition and sample_space else None
-        solve_P = None if S is not None or not precondition else self._preconditioner()
-        if S is not None or solve_P is not None:
-            if S is not None:
-                x, n = self._solve_sample_space(S, x0, tol, max_iter)
-            else:
-                # rho = gamma = 0: P is definite only through its jitter; stop on the residual too
-                x, n, _ = fista_metric(self._grad, solve_P, tuple(x0), tol=tol, max_iter=max_iter,
+        if path != "fista":
+            if path == "sample-space":
+                x, n = self._solve_sample_space(self._sample_space(), x0, tol, max_iter)
+            else:  # rho = gamma = 0: P is definite only through its jitter; stop on the residual too
+                x, n, _ = fista_metric(self._grad, self._preconditioner(), tuple(x0), tol=tol, max_iter=max_iter,
                                        lipschitz=self.lipschitz if self.rho + self.gamma == 0 else None)
             res = self.residual(x)
             conv = res <= tol

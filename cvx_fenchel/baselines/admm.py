@@ -121,7 +121,6 @@ def admm_weight_step(A: Any, Z: Any, ridge: float = 1e-6, *, chol: Any = None) -
 
 def weight_step_factor(A: Any, ridge: float) -> Any:
     """Lower Cholesky factor of ``A^T A + ridge * tr(A^T A)/n * I`` (see :func:`admm_weight_step`)."""
-    xp, _ = get_namespace(A)
     G = A.T @ A
     return cholesky(_add_diag(G, _relative_ridge(G, ridge)))
 

@@ -114,7 +114,6 @@ def bcd_hidden_u_step(V: Any, P: Any, U_old: Any, gamma: float, rho: float, alph
 
 def bcd_weight_factor(V_prev: Any, rho: float, alpha: float) -> Any:
     """Lower Cholesky factor of ``rho V^T V + alpha I`` (cached for the fixed input layer)."""
-    xp, _ = get_namespace(V_prev)
     return cholesky(_add_diag(rho * (V_prev.T @ V_prev), alpha))
 
 
