@@ -206,6 +206,14 @@ def check_scalar(value: Any, name: str, *, low: float | None = 0.0, high: float 
     return v
 
 
-def eps_tol(dtype: Any) -> float:
-    """A dtype-aware default tolerance: 1e-10 in float64, 1e-5 in float32."""
-    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
+def check_int(value: Any, name: str, low: int | None = 0, high: int | None = None) -> int:
+    """Validate an integer argument (epochs, batch size, seed, iteration caps, ...): a Python or
+    NumPy integer (not a bool, not a float) in ``[low, high]``; returns it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if low is not None and v < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v}")
+    if high is not None and v > high:
+        raise InputError(f"{name} must be an integer <= {high}, got {v}")
+    return v

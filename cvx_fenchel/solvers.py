@@ -19,10 +19,9 @@ when the iteration cap comes first.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,6 +49,8 @@ class FastResult:
         Scale-free optimality residual at ``x`` (see module docstring).
     seconds : float
         Wall time of the solve.
+    method : str
+        Which path or strategy produced it (e.g. ``fista``, ``sample-space``, ``closed-form``).
     """
 
     x: Any
@@ -58,6 +59,7 @@ class FastResult:
     converged: bool
     residual: float
     seconds: float = 0.0
+    method: str = ""
 
 
 def default_tol(dtype: Any) -> float:
@@ -282,13 +284,3 @@ def simplex_ce_prox(Y: Any, X0: Any, lam: float, *, n_iter: int = 200) -> tuple[
             break
     Z = z_of(0.5 * (lo + hi))
     return Z / Z.sum(axis=1, keepdims=True), it
-
-
-def check_nonneg(values: Sequence[tuple[str, Any]]) -> list[float]:
-    """Validate named non-negative scalars (lam, rho, gamma, coef); InputError names the culprit."""
-    from .backend import check_scalar
-    return [check_scalar(v, n, low=0.0) for n, v in values]
-
-
-def elapsed(t0: float) -> float:
-    return time.perf_counter() - t0
