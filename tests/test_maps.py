@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cvx_fenchel.maps as maps_mod
+import cvx_fenchel.maps.conv as maps_mod
 from cvx_fenchel.backend import cupy_available, get_backend, to_numpy
 from cvx_fenchel.errors import InputError, UnknownNameError
 from cvx_fenchel.maps import (MAPS, AvgPool2D, Chain, Conv2D, Dense, Flatten, make_chain,
