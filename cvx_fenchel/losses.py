@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .backend import get_namespace
-from .errors import InputError, UnknownNameError
+from .errors import InputError
+from .registry import Registry
 
 __all__ = ["Loss", "MSE", "CrossEntropy", "MSE_LOSS", "CROSS_ENTROPY", "logsumexp", "softmax",
-           "register_loss", "unregister_loss", "get_loss", "loss_names"]
+           "register_loss", "unregister_loss", "get_loss", "loss_names", "LOSSES"]
 
 
 def logsumexp(O: Any, axis: int = -1) -> Any:
@@ -143,29 +144,20 @@ class CrossEntropy(Loss):
 MSE_LOSS = MSE()
 CROSS_ENTROPY = CrossEntropy()
 
-_LOSSES: dict[str, Loss] = {}
-_ALIASES: dict[str, str] = {}
+#: Registered losses, name -> instance, in registration order.
+LOSSES: Registry[Loss] = Registry("loss", same=lambda a, b: type(a) is type(b))
 
 
 def register_loss(loss: Loss) -> Loss:
     """Register a :class:`Loss` instance under its ``name`` and ``aliases``; returns it."""
     if not isinstance(loss, Loss) or not loss.name:
         raise InputError(f"register_loss needs a Loss instance with a name, got {loss!r}")
-    key = loss.name.lower()
-    if key in _LOSSES and type(_LOSSES[key]) is not type(loss):
-        raise InputError(f"a different loss is already registered as {key!r}")
-    _LOSSES[key] = loss
-    for a in loss.aliases:
-        _ALIASES[a.lower()] = key
-    return loss
+    return LOSSES.register(loss.name, loss, tuple(loss.aliases))
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (for tests that register a toy one)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    _LOSSES.pop(key, None)
-    for a in [a for a, k in _ALIASES.items() if k == key]:
-        del _ALIASES[a]
+    LOSSES.unregister(name)
 
 
 def get_loss(loss: Any) -> Loss:
@@ -178,15 +170,12 @@ def get_loss(loss: Any) -> Loss:
         return loss
     if not isinstance(loss, str):
         raise InputError(f"loss must be a name or a Loss, got {loss!r}")
-    key = _ALIASES.get(loss.lower(), loss.lower())
-    if key not in _LOSSES:
-        raise UnknownNameError(f"unknown loss {loss!r}; choose one of {loss_names()}")
-    return _LOSSES[key]
+    return LOSSES[loss]
 
 
 def loss_names() -> tuple[str, ...]:
     """Names of the registered losses, in registration order."""
-    return tuple(_LOSSES)
+    return LOSSES.names()
 
 
 register_loss(MSE_LOSS)

@@ -212,3 +212,19 @@ def test_check_int():
                      (11, "<= 10")]:
         with pytest.raises(InputError, match=f"epochs must be .*{msg}" if "=" in msg else msg):
             check_int(bad, "epochs", 1, 10)
+
+
+def test_registry_aliases_conflicts_and_unknown_names():
+    from cvx_fenchel.registry import Registry
+    r = Registry("widget")
+    r.register("Alpha", 1, aliases=("a",))
+    assert r["A"] == 1 and "alpha" in r and list(r) == ["alpha"] and len(r) == 1
+    r.register("alpha", 1)  # the same item again: harmless
+    with pytest.raises(InputError, match="different widget is already registered as 'alpha'"):
+        r.register("alpha", 2)
+    with pytest.raises(InputError, match="alias 'a' is already taken by 'alpha'"):
+        r.register("beta", 2, aliases=("a",))
+    with pytest.raises(UnknownNameError, match=r"unknown widget 'gamma'; choose one of \('alpha',\)"):
+        r["gamma"]
+    r.unregister("a")
+    assert len(r) == 0 and "a" not in r

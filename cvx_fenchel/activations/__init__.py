@@ -50,7 +50,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError, UnknownNameError
+from ..errors import InputError
+from ..registry import Registry
 from .base import Activation, NoCvxpyFormError
 from .penalties import LiftedPenalty, TaylorPenalty
 from .piecewise import HardTanh, Identity, LeakyReLU, ReLU
@@ -61,8 +62,7 @@ __all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "HardTanh", "So
            "unregister_activation", "activation_names", "example_activation", "ACTIVATIONS"]
 
 #: Registered activations, name -> class, in registration order.
-ACTIVATIONS: dict[str, type[Activation]] = {}
-_ALIASES: dict[str, str] = {}
+ACTIVATIONS: Registry[type[Activation]] = Registry("activation")
 
 
 def register_activation(cls: type[Activation] | None = None, *, aliases: tuple[str, ...] = ()):
@@ -75,27 +75,18 @@ def register_activation(cls: type[Activation] | None = None, *, aliases: tuple[s
     def add(c: type[Activation]) -> type[Activation]:
         if not (isinstance(c, type) and issubclass(c, Activation)) or not c.name:
             raise InputError(f"register_activation needs an Activation subclass with a name, got {c!r}")
-        key = c.name.lower()
-        if key in ACTIVATIONS and ACTIVATIONS[key] is not c:
-            raise InputError(f"a different activation is already registered as {key!r}")
-        ACTIVATIONS[key] = c
-        for a in aliases:
-            _ALIASES[a.lower()] = key
-        return c
+        return ACTIVATIONS.register(c.name, c, aliases)
     return add if cls is None else add(cls)
 
 
 def unregister_activation(name: str) -> None:
     """Remove a registered activation and its aliases (for tests that register a toy one)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    ACTIVATIONS.pop(key, None)
-    for a in [a for a, k in _ALIASES.items() if k == key]:
-        del _ALIASES[a]
+    ACTIVATIONS.unregister(name)
 
 
 def activation_names() -> tuple[str, ...]:
     """Names of the registered activations, in registration order."""
-    return tuple(ACTIVATIONS)
+    return ACTIVATIONS.names()
 
 
 def get_activation(spec: Any = "relu", **params: Any) -> Activation:
@@ -114,9 +105,7 @@ def get_activation(spec: Any = "relu", **params: Any) -> Activation:
         spec = spec.get("name")
     if not isinstance(spec, str):
         raise InputError(f"activation must be a name, a dict or an Activation, got {spec!r}")
-    key = _ALIASES.get(spec.lower(), spec.lower())
-    if key not in ACTIVATIONS:
-        raise UnknownNameError(f"unknown activation {spec!r}; known: {sorted(ACTIVATIONS)}")
+    key = ACTIVATIONS.key(spec)
     cls = ACTIVATIONS[key]
     try:
         return cls(**params)
@@ -127,9 +116,7 @@ def get_activation(spec: Any = "relu", **params: Any) -> Activation:
 def example_activation(name: str) -> Activation:
     """The registered activation ``name`` with its class's ``example_params`` (what verification
     instances and tests use, e.g. leaky ReLU with slope 0.1)."""
-    cls = ACTIVATIONS.get(_ALIASES.get(name.lower(), name.lower()))
-    if cls is None:
-        raise UnknownNameError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
+    cls = ACTIVATIONS[name]
     return cls(**dict(cls.example_params))
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError, UnknownNameError
+from ..registry import Registry
 from .base import LinearMap, power_iteration
 from .chain import Chain, Flatten
 from .conv import AvgPool2D, Conv2D
@@ -57,8 +58,7 @@ __all__ = ["LinearMap", "Dense", "Conv2D", "AvgPool2D", "Flatten", "Chain", "MAP
            "get_map_class"]
 
 #: Registered map kinds, kind -> class, in registration order.
-MAPS: dict[str, type[LinearMap]] = {}
-_ALIASES: dict[str, str] = {}
+MAPS: Registry[type[LinearMap]] = Registry("layer map")
 
 
 def register_map(cls: type[LinearMap], *, kind: str | None = None,
@@ -70,38 +70,24 @@ def register_map(cls: type[LinearMap], *, kind: str | None = None,
     """
     if not (isinstance(cls, type) and issubclass(cls, LinearMap)):
         raise InputError(f"register_map needs a LinearMap subclass, got {cls!r}")
-    key = (kind or cls.name).lower()
-    if not key:
-        raise InputError("register_map: the map kind must not be empty")
     if not hasattr(cls, "from_in_shape"):
         raise InputError(f"register_map: {cls.__name__} has no classmethod from_in_shape(in_shape, **params)")
-    if key in MAPS and MAPS[key] is not cls:
-        raise InputError(f"a different map is already registered as {key!r}")
-    MAPS[key] = cls
-    for a in aliases:
-        _ALIASES[a.lower()] = key
-    return cls
+    return MAPS.register(kind or cls.name, cls, aliases)
 
 
 def unregister_map(kind: str) -> None:
     """Remove a registered map kind and its aliases (for tests that register a toy one)."""
-    key = _ALIASES.get(kind.lower(), kind.lower())
-    MAPS.pop(key, None)
-    for a in [a for a, k in _ALIASES.items() if k == key]:
-        del _ALIASES[a]
+    MAPS.unregister(kind)
 
 
 def map_kinds() -> tuple[str, ...]:
     """Registered map kinds, in registration order."""
-    return tuple(MAPS)
+    return MAPS.names()
 
 
 def get_map_class(kind: str) -> type[LinearMap]:
     """The class registered as ``kind`` (or one of its aliases)."""
-    key = _ALIASES.get(str(kind).lower(), str(kind).lower())
-    if key not in MAPS:
-        raise UnknownNameError(f"unknown layer map {kind!r}; choose one of {sorted(MAPS)}")
-    return MAPS[key]
+    return MAPS[kind]
 
 
 def make_map(spec: Any, in_shape: Any, **params: Any) -> LinearMap:

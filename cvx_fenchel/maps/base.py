@@ -136,6 +136,16 @@ class LinearMap:
     def _label(self) -> str:
         return repr(self)
 
+    def _power_norm_sq(self, W: Any, *, n_iter: int, n_starts: int, tol: float, rng: Any,
+                       safety: float) -> float:
+        """``safety`` times the power-iteration estimate of :math:`\|A_W\|_2^2` (the largest
+        eigenvalue of :math:`A^\top A` in ``X``) from ``n_starts`` Gaussian starts."""
+        xp, _ = get_namespace(W)
+        x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
+        lam = power_iteration(lambda x: self._adjoint_input(self._forward(x, W, xp), W, xp), x0,
+                              n_iter=n_iter, tol=tol)
+        return float(safety) * lam
+
     @classmethod
     def examples(cls, role: str, width_in: int, width_out: int) -> dict[str, "LinearMap"]:
         """Small maps of this kind that verification builds instances on, by ``role``:

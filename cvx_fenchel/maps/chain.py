@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import (LinearMap, _SizesFromShapes, _rng, _shape_tuple, power_iteration)
+from .base import (LinearMap, _SizesFromShapes, _shape_tuple)
 from .conv import Conv2D
 from .dense import Dense
 
@@ -173,11 +173,7 @@ class Chain(LinearMap):
         W = self._check_W(W)
         if self._iw is None:
             return math.prod(a.lipschitz_input() for a in self.maps)
-        xp, _ = get_namespace(W)
-        x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
-        lam = power_iteration(lambda x: self._adjoint_input(self._forward(x, W, xp), W, xp), x0,
-                              n_iter=n_iter, tol=tol)
-        return float(safety) * lam
+        return self._power_norm_sq(W, n_iter=n_iter, n_starts=n_starts, tol=tol, rng=rng, safety=safety)
 
     def lipschitz_weights(self, X: Any, *, include_bias: bool = True) -> float:
         """The weighted map's :meth:`lipschitz_weights` at ``pre(X)`` (the trailing

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
 from .base import (LinearMap, _SizesFromShapes, _finish_init, _init_array, _max_eigvalsh,
-                   _positive_int, _rng, _shape_tuple, power_iteration)
+                   _positive_int, _rng, _shape_tuple)
 
 # Patch matrices (im2col) larger than this many entries are built per chunk of samples.
 _MAX_PATCH_ENTRIES = 2 ** 24
@@ -222,11 +222,7 @@ class Conv2D(_SizesFromShapes, LinearMap):
         on random small maps.
         """
         W = self._check_W(W)
-        xp, _ = get_namespace(W)
-        x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
-        lam = power_iteration(lambda x: self._adjoint_input(self._forward(x, W, xp), W, xp), x0,
-                              n_iter=n_iter, tol=tol)
-        return float(safety) * lam
+        return self._power_norm_sq(W, n_iter=n_iter, n_starts=n_starts, tol=tol, rng=rng, safety=safety)
 
     def lipschitz_weights(self, X: Any, *, include_bias: bool = True) -> float:
         """``||[P 1]||_2^2`` (``include_bias``) or ``||P||_2^2``, exact up to 1e-9 relative.
