@@ -276,8 +276,8 @@ class Instance:
         if self.kind == "LB":
             out = sp.lower_bound(**self.lb_args, method="fast", tol=FAST_TOL, max_iter=FAST_MAX_ITER)
             sec = time.perf_counter() - t0
-            self.lb_p = float(out["p"])
-            return out["X1"], sec, None, None, {"G_fast": float(out["G"]), "p": float(out["p"])}
+            self.lb_p = float(out.p)
+            return out.X1, sec, None, None, {"G_fast": float(out.G), "p": float(out.p)}
         r = self.sub.solve_fast(tol=FAST_TOL, max_iter=FAST_MAX_ITER, warn=False)
         sec = time.perf_counter() - t0
         return r.x, sec, int(r.n_iter), bool(r.converged), {}
@@ -296,7 +296,7 @@ class Instance:
         try:
             if self.kind == "LB" and solver not in PRIMARY:
                 out = sp.lower_bound(**self.lb_args, method="cvxpy", solver=solver)
-                x, f, extra = out["X1"], float(out["G"]), {"p_cvx": float(out["p"])}
+                x, f, extra = out.X1, float(out.G), {"p_cvx": float(out.p)}
             elif self.kind == "LB":  # same declaration as lower_bound's (its XLast), with PRIMARY settings
                 x, res = self.sub.solve_cvxpy(solver, **PRIMARY[solver])
                 f, extra = float(res.objective), {"p_cvx": float(self.lb_p)}

@@ -1,0 +1,353 @@
+r"""W-step strategies: how a W-subproblem is solved, as small objects behind one interface.
+
+A W-step (:mod:`.wsteps`) minimises
+
+.. math::
+    f(W, b) = \mathrm{data}\big(A(X; W) + b\big) + R(W, b), \qquad
+    R = \rho\|(W, b)\|^2 + \gamma\|(W, b) - (W^0, b^0)\|^2 \;(\text{a } :class:`~cvx_fenchel.ridge.Ridge`).
+
+Every strategy has a ``name`` (recorded as :attr:`FastResult.method`), ``applies(problem)`` and
+``solve(problem, x0, *, tol, max_iter, warn) -> FastResult``; strategies with precomputed state
+build it once by ``prepare(problem)`` (an immutable :class:`SampleSpaceState` or
+:class:`GramState`, cached on the problem by :meth:`WStep.strategy_state`).
+
+==================  ==========================================================================
+strategy            idea
+==================  ==========================================================================
+``closed-form``     a quadratic data term with a dense map: ridge regression by Cholesky
+``sample-space``    dense maps, ``m <= n+1``, :math:`\rho+\gamma > 0`: Gram-metric steps in the
+                    ``m``-dimensional coordinates :math:`\theta = \bar\theta + \Psi C`
+``gram``            dense/conv maps: accelerated steps :math:`y - P^{-1}\nabla f(y)`,
+                    :math:`P = L_\text{data}[F\,1]^\top[F\,1] + 2(\rho+\gamma)I`
+``fista``           FISTA with restart, step :math:`1/L`
+``gradient-step``   one step :math:`x - \eta\nabla f(x)` (default :math:`\eta = 1/L`)
+==================  ==========================================================================
+
+:func:`select_strategy` picks the first that applies in the order closed form, sample space,
+Gram, FISTA (the single gradient step is only taken when asked for).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backend import check_scalar, get_namespace
+from ..errors import ConvergenceWarning, InputError, UnknownNameError
+from ..maps import Chain, Conv2D, Dense, Flatten
+from ..solvers import FastResult, cholesky, cholesky_solve, fista, fista_metric
+from .common import result
+
+__all__ = ["Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientStep", "SampleSpaceState",
+           "GramState", "STRATEGIES", "select_strategy", "get_strategy", "feature_matrix"]
+
+
+def feature_matrix(linear_map, X):
+    """``F`` with ``U[..., c] = F @ W.reshape(-1, c_out)[:, c] + b_c`` up to a row permutation, for
+    Dense and Conv2D maps and Chains of weightless maps, one of them, then Flatten; else None."""
+    xp, _ = get_namespace(X)
+    m = X.shape[0]
+    if isinstance(linear_map, Chain):
+        pre, mid, post = linear_map._split()
+        if mid is None or not all(isinstance(a, Flatten) for a in post):
+            return None
+        for a in pre:
+            X = a._forward(X, None, xp)
+        linear_map = mid
+    if isinstance(linear_map, Dense):
+        return X.reshape(m, -1)
+    if isinstance(linear_map, Conv2D):
+        return linear_map.patch_matrix(X)
+    return None
+
+
+def _with_ones(F, xp):
+    return xp.concatenate([F, xp.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
+
+
+def _warn_cap(problem, max_iter, res, tol, warn):
+    if warn:
+        import warnings
+        warnings.warn(f"{problem.name}: preconditioned steps stopped at the iteration cap ({max_iter}) with "
+                      f"residual {res:.3g} > tol {tol:.3g}", ConvergenceWarning, stacklevel=5)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Base class: ``applies(problem)``, ``solve(problem, x0, *, tol, max_iter, warn)``."""
+
+    name: ClassVar[str] = ""
+
+    def applies(self, problem) -> bool:
+        return True
+
+    def prepare(self, problem):
+        """Precomputed state (immutable) or None when the strategy does not apply."""
+        return None
+
+    def solve(self, problem, x0, *, tol: float, max_iter: int, warn: bool = True) -> FastResult:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _finish(self, problem, x, n, tol, max_iter, warn, t0) -> FastResult:
+        """Result at ``x`` with the Euclidean residual (:meth:`WStep.residual`) deciding convergence."""
+        res = problem.residual(x)
+        conv = res <= tol
+        if not conv:
+            _warn_cap(problem, max_iter, res, tol, warn)
+        return result(x, problem.objective(x), n, conv, res, time.perf_counter() - t0, self.name)
+
+
+@dataclass(frozen=True)
+class ClosedForm(Strategy):
+    r"""Ridge regression with a proximal term, by Cholesky: for a dense map and a quadratic data term
+    :math:`\tfrac s2\|[X\,1]\theta - T\|^2`, :math:`(s\Phi^\top\Phi + 2(\rho+\gamma)I)\theta
+    = s\Phi^\top T + 2\gamma\theta^0` (:meth:`WStep.closed_form`)."""
+
+    name: ClassVar[str] = "closed-form"
+
+    def applies(self, problem) -> bool:
+        return problem.closed_form_available()
+
+    def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
+        t0 = time.perf_counter()
+        x = problem.closed_form()
+        res = problem.residual(x)
+        conv = res <= max(tol, 1e3 * np.finfo(problem.dtype).eps)
+        return result(x, problem.objective(x), 0, conv, res, time.perf_counter() - t0, self.name)
+
+
+@dataclass(frozen=True, eq=False)
+class GramState:
+    r"""Lower Cholesky factor of :math:`P = L_\text{data}[F\,1]^\top[F\,1] + (2(\rho+\gamma) + \epsilon)I`
+    (``epsilon`` = 1e-12 max diag, keeps ``P`` definite when :math:`\rho = \gamma = 0`)."""
+
+    chol: Any
+    weight_shape: tuple
+
+    def solve_P(self, g):
+        """:math:`P^{-1} g` for a gradient pair ``g = (gW, gb)``, one solve for all output channels."""
+        xp, _ = get_namespace(g[0])
+        gW, gb = g
+        c_out = self.weight_shape[-1]
+        G = xp.concatenate([gW.reshape(-1, c_out), gb.reshape(1, c_out)], axis=0)
+        D = cholesky_solve(self.chol, G)
+        return (D[:-1].reshape(self.weight_shape), D[-1].reshape(gb.shape))
+
+
+@dataclass(frozen=True)
+class Gram(Strategy):
+    r"""Accelerated majorise-minimise steps in the metric of the Gram preconditioner.
+
+    Every output channel ``c`` of a dense or convolutional map is ``U[..., c] = F W[:, c] + b_c``
+    with one feature matrix ``F`` (``X`` for dense, the im2col patches for conv, after any
+    weightless maps before the weighted one), so the data term's Hessian in ``(W, b)`` is bounded by
+    :math:`L_\text{data}[F\,1]^\top[F\,1]` for every channel and the ridge adds
+    :math:`2(\rho+\gamma)I`: :math:`P` (:class:`GramState`) majorises the Hessian and the steps are
+    :math:`y - P^{-1}\nabla f(y)` (:func:`~cvx_fenchel.solvers.fista_metric`). With
+    :math:`\rho = \gamma = 0` ``P`` is definite only through its jitter, so the iteration also stops
+    on the Euclidean residual. Applies when ``F`` exists with at most ``max_dim`` columns (+ bias)."""
+
+    name: ClassVar[str] = "gram"
+    max_dim: int = 2048
+
+    def applies(self, problem) -> bool:
+        return problem.strategy_state(self) is not None
+
+    def prepare(self, problem):
+        F = feature_matrix(problem.map, problem.X)
+        if F is None or F.shape[1] + 1 > self.max_dim or problem.data.lipschitz <= 0:
+            return None
+        xp, _ = get_namespace(F)
+        A = _with_ones(F, xp)
+        P = problem.data.lipschitz * (A.T @ A)
+        jitter = problem.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
+        P = P + jitter * xp.eye(P.shape[0], dtype=P.dtype)
+        try:
+            return GramState(cholesky(P), tuple(problem.map.weight_shape))
+        except np.linalg.LinAlgError:  # numerically indefinite: not this strategy
+            return None
+
+    def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
+        t0 = time.perf_counter()
+        S = problem.strategy_state(self)
+        x, n, _ = fista_metric(problem._grad, S.solve_P, tuple(x0), tol=tol, max_iter=max_iter,
+                               lipschitz=problem.lipschitz if problem.ridge.curvature == 0 else None)
+        return self._finish(problem, x, n, tol, max_iter, warn, t0)
+
+
+@dataclass(frozen=True, eq=False)
+class SampleSpaceState:
+    r"""The change of coordinates :math:`\theta = \bar\theta + \Psi C`, :math:`\Psi = \Phi^\top Q\Lambda^{-1/2}`
+    (see :class:`SampleSpace`): float64 ``Phi``, ``Q64``, ``sq64`` (:math:`\Lambda^{1/2}`) and
+    ``theta_bar`` for both ends; in the working dtype ``Q``, ``sq``, the diagonal ``metric``
+    :math:`L_\text{data}\Lambda + 2c`, ``U_bar`` :math:`= \Phi\bar\theta`, ``psi_bar``
+    :math:`= \Psi^\top\bar\theta`; ``bar_sq`` :math:`= \|\bar\theta\|^2`; ``c`` :math:`= \rho+\gamma`;
+    ``k`` output units; ``lipschitz`` :math:`= L_\text{data}\max\Lambda + 2c`."""
+
+    Phi: Any
+    Q64: Any
+    sq64: Any
+    theta_bar: Any
+    Q: Any
+    sq: Any
+    metric: Any
+    U_bar: Any
+    psi_bar: Any
+    bar_sq: float
+    c: float
+    k: int
+    lipschitz: float
+
+
+@dataclass(frozen=True)
+class SampleSpace(Strategy):
+    r"""The W-step in sample space (dense maps with fewer samples than weights per unit).
+
+    With :math:`\Phi = [F\,1]` (``m x (n+1)``, ``m <= n+1``), :math:`c = \rho + \gamma > 0` and
+    :math:`\bar\theta` the centre of the ridge term (:meth:`Ridge.center`), the objective is
+    :math:`\mathrm{data}(\Phi\theta) + c\|\theta - \bar\theta\|^2` + const. Its minimiser lies in
+    :math:`\bar\theta + \mathrm{range}(\Phi^\top)` (stationarity:
+    :math:`\theta - \bar\theta = -\Phi^\top \nabla\mathrm{data}/(2c)`), and the component of a
+    start outside it only adds to the ridge term, so it is dropped. With the eigendecomposition
+    :math:`\Phi\Phi^\top = Q\Lambda Q^\top` (``m x m``, float64; eigenvalues below
+    ``1e-13 max(Lambda)`` dropped), :math:`\Psi = \Phi^\top Q\Lambda^{-1/2}` is an orthonormal basis of
+    that range and :math:`\theta = \bar\theta + \Psi C`:
+
+    .. math::
+        U = \Phi\bar\theta + Q\Lambda^{1/2} C, \qquad
+        \nabla_C = \Lambda^{1/2} Q^\top \nabla\mathrm{data}(U) + 2cC, \qquad
+        P_C = L_\text{data}\Lambda + 2c\,I \text{ (diagonal)}.
+
+    :math:`P_C` is the Gram preconditioner of :class:`Gram` in these coordinates, so the iterates
+    are the same as there (from the first step on), at the cost of two ``m x m`` by ``m x k``
+    products a step instead of two ``m x (n+1)`` products and two triangular solves of order ``n+1``.
+    """
+
+    name: ClassVar[str] = "sample-space"
+
+    def applies(self, problem) -> bool:
+        return problem.strategy_state(self) is not None
+
+    def prepare(self, problem):
+        c = problem.ridge.rho + problem.ridge.gamma
+        mp = problem.map
+        mid = mp._split()[1] if isinstance(mp, Chain) else mp
+        F = feature_matrix(mp, problem.X) if isinstance(mid, Dense) else None
+        if F is None or c <= 0 or F.shape[0] > F.shape[1] + 1 or problem.data.lipschitz <= 0 \
+                or tuple(mp.out_shape) != (mp.weight_shape[-1],):
+            return None
+        xp, dt, L_data = problem.xp, problem.dtype, problem.data.lipschitz
+        Phi = _with_ones(F, xp).astype(xp.float64)
+        lam, Q = xp.linalg.eigh(Phi @ Phi.T)
+        keep = lam > 1e-13 * max(float(lam[-1]), 1.0)
+        lam, Q = lam[keep], Q[:, keep]
+        k = mp.weight_shape[-1]
+        W0, b0 = problem.ridge.W0, problem.ridge.b0
+        Wc, bc = replace(problem.ridge, W0=W0.astype(xp.float64), b0=b0.astype(xp.float64)).center()
+        theta_bar = xp.zeros((Phi.shape[1], k)) if Wc is None else \
+            xp.concatenate([Wc.reshape(-1, k), bc.reshape(1, k)], axis=0)
+        sq = xp.sqrt(lam)
+        # float64 for the change of coordinates at both ends, the working dtype inside
+        return SampleSpaceState(
+            Phi=Phi, Q64=Q, sq64=sq, theta_bar=theta_bar, Q=Q.astype(dt, copy=False), sq=sq.astype(dt, copy=False),
+            metric=(L_data * lam + 2 * c).astype(dt)[:, None], U_bar=(Phi @ theta_bar).astype(dt, copy=False),
+            psi_bar=((Q.T @ (Phi @ theta_bar)) / sq[:, None]).astype(dt, copy=False),
+            bar_sq=float(xp.sum(theta_bar * theta_bar)), c=c, k=k,
+            lipschitz=max(L_data * float(lam[-1]) + 2 * c, 1e-12))
+
+    def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
+        t0 = time.perf_counter()
+        S = problem.strategy_state(self)
+        xp, k = problem.xp, S.k
+        theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
+        C0 = ((S.Q64.T @ (S.Phi @ (theta0 - S.theta_bar))) / S.sq64[:, None]).astype(problem.dtype)
+        Q, sq, metric, U_bar, c2, psi_bar = S.Q, S.sq[:, None], S.metric, S.U_bar, 2 * S.c, S.psi_bar
+        data = problem.data
+
+        def grad(t):
+            C = t[0]
+            R = data.grad(U_bar + Q @ (sq * C))
+            return (sq * (Q.T @ R) + c2 * C,)
+
+        def norm_x(t):  # ||theta_bar + Psi C||
+            C = t[0]
+            return math.sqrt(max(S.bar_sq + 2 * float(xp.sum(psi_bar * C)) + float(xp.sum(C * C)), 0.0))
+
+        (C,), n, _ = fista_metric(grad, lambda g: (g[0] / metric,), (C0,), tol=tol, max_iter=max_iter,
+                                  norm_x=norm_x)
+        theta = S.theta_bar + S.Phi.T @ (S.Q64 @ (C.astype(xp.float64) / S.sq64[:, None]))
+        theta = theta.astype(problem.dtype)
+        x = (theta[:-1].reshape(problem.map.weight_shape), theta[-1].reshape(problem.map.bias_shape))
+        return self._finish(problem, x, n, tol, max_iter, warn, t0)
+
+
+@dataclass(frozen=True)
+class Fista(Strategy):
+    """FISTA with restart (:func:`~cvx_fenchel.solvers.fista`), step ``1/L`` with
+    :math:`L = L_\\text{data}\\|[A_X, 1]\\|^2 + 2(\\rho+\\gamma)`; applies to every W-step."""
+
+    name: ClassVar[str] = "fista"
+
+    def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
+        t0 = time.perf_counter()
+        x, n, conv, res = fista(problem._grad, problem._prox, tuple(x0), problem.lipschitz, tol=tol,
+                                max_iter=max_iter, name=problem.name, warn=warn)
+        return result(x, problem.objective(x), n, conv, res, time.perf_counter() - t0, self.name)
+
+
+@dataclass(frozen=True)
+class GradientStep(Strategy):
+    """One gradient step :math:`x_0 - \\eta\\nabla f(x_0)` (default :math:`\\eta = 1/L`): the paper's
+    CIFAR-10 W-step. ``converged`` says whether the residual at the new point is below ``tol``."""
+
+    name: ClassVar[str] = "gradient-step"
+    lr: float | None = None
+
+    def __post_init__(self):
+        if self.lr is not None:
+            object.__setattr__(self, "lr", check_scalar(self.lr, "lr", low=0.0, low_inclusive=False))
+
+    def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
+        t0 = time.perf_counter()
+        lr = 1.0 / problem.lipschitz if self.lr is None else self.lr
+        x = tuple(a - lr * d for a, d in zip(x0, problem._grad(tuple(x0))))
+        res = problem.residual(x)
+        return result(x, problem.objective(x), 1, res <= tol, res, time.perf_counter() - t0, self.name)
+
+
+#: The strategies by name, in selection order (the gradient step is never selected automatically).
+STRATEGIES = {s.name: s for s in (ClosedForm(), SampleSpace(), Gram(), Fista(), GradientStep())}
+
+
+def get_strategy(strategy) -> Strategy:
+    """A :class:`Strategy` from a name in :data:`STRATEGIES` (or the strategy itself)."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    if isinstance(strategy, str) and strategy in STRATEGIES:
+        return STRATEGIES[strategy]
+    raise UnknownNameError(f"unknown W-step strategy {strategy!r}; choose one of {tuple(STRATEGIES)}")
+
+
+def select_strategy(problem, *, precondition: bool = True, sample_space: bool = True) -> Strategy:
+    """The first strategy that applies to ``problem``, in the order closed form, sample space
+    (unless ``sample_space=False``), Gram (unless ``precondition=False``, which also excludes the
+    sample space), FISTA."""
+    order = [STRATEGIES["closed-form"]]
+    if precondition:
+        order += [STRATEGIES["sample-space"]] if sample_space else []
+        order += [STRATEGIES["gram"]]
+    for s in order:
+        if s.applies(problem):
+            return s
+    return STRATEGIES["fista"]
+
+
+def check_applies(strategy: Strategy, problem) -> Strategy:
+    if not strategy.applies(problem):
+        raise InputError(f"{problem.name}: strategy={strategy.name!r} does not apply to this problem "
+                         f"(map {type(problem.map).__name__}, rho + gamma = {problem.ridge.rho + problem.ridge.gamma:g})")
+    return strategy

@@ -1,0 +1,154 @@
+r"""The pieces subproblem objectives are made of.
+
+A subproblem is :math:`\min_x \mathrm{data}(U(x)) + \mathrm{prev}(x)` (X-steps) or
+:math:`\min_{W,b} \mathrm{data}(A(X; W) + b) + R(W, b)` (W-steps, ``R`` a
+:class:`~cvx_fenchel.ridge.Ridge`). A *data term* is smooth in the pre-activation ``U``
+(``value``, ``grad``, ``lipschitz`` = Lipschitz constant of ``grad``, ``cvxpy``); a *previous
+layer term* of an X-step is the non-smooth part in ``Z`` (``value`` with ``inf`` outside its
+domain, ``prox``, ``start``, and a CVXPY ``(expression, constraints)`` pair).
+
+=====================  ===================================================  ======================
+term                   value                                                gradient / prox
+=====================  ===================================================  ======================
+``DivergenceTerm``     :math:`w \sum B(V, U)`                               :math:`w(\phi(U) - V)`
+``LossTerm``           :math:`w\,\mathcal L(Y, U)`                          :math:`w \nabla\mathcal L`
+``QuadTerm``           :math:`w \|U - T\|^2`                                :math:`2w(U - T)`
+``PrevDivergence``     :math:`w \sum B(Z, U^-)`, ``Z`` in dom F             :math:`\mathrm{prox}_{swF}(V + swU^-)`
+``PrevQuadNonneg``     :math:`w \|Z - U^-\|^2`, ``Z >= 0``                  :math:`\max((V + 2swU^-)/(1 + 2sw), 0)`
+=====================  ===================================================  ======================
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..activations import Activation
+from ..backend import get_namespace, to_numpy
+from ..losses import Loss
+
+__all__ = ["DivergenceTerm", "LossTerm", "QuadTerm", "PrevDivergence", "PrevQuadNonneg"]
+
+
+def _host(a, shape) -> np.ndarray:
+    """A float64 NumPy copy of the array ``a`` with the shape of a CVXPY expression."""
+    return np.asarray(to_numpy(a), dtype=float).reshape(shape)
+
+
+class DivergenceTerm:
+    r""":math:`w \sum B(V, U)`: smooth in ``U`` with gradient :math:`w(\phi(U) - V)`, Lipschitz
+    :math:`w \sup \phi'`."""
+
+    def __init__(self, act: Activation, V, weight: float):
+        self.act, self.V, self.weight = act, V, weight
+        self.lipschitz = weight * act.lipschitz
+
+    def value(self, U) -> float:
+        xp, _ = get_namespace(U)
+        return self.weight * float(xp.sum(self.act.divergence(self.V, U))) if self.weight else 0.0
+
+    def grad(self, U):
+        return self.weight * (self.act.forward(U) - self.V)
+
+    def cvxpy(self, U):
+        return self.weight * self.act.cvxpy_divergence(_host(self.V, U.shape), U)
+
+
+class LossTerm:
+    r""":math:`w\,\mathcal L(Y, U)` for a :class:`~cvx_fenchel.losses.Loss`; Lipschitz
+    :math:`w` times the loss's curvature bound."""
+
+    def __init__(self, loss: Loss, Y, weight: float):
+        self.loss, self.Y, self.weight = loss, Y, weight
+        self.lipschitz = weight * loss.lipschitz
+
+    def value(self, U) -> float:
+        return self.weight * self.loss.value(self.Y, U)
+
+    def grad(self, U):
+        return self.weight * self.loss.grad(self.Y, U)
+
+    def cvxpy(self, U):
+        return self.weight * self.loss.cvxpy(np.asarray(to_numpy(self.Y), dtype=float), U)
+
+
+class QuadTerm:
+    r""":math:`w \|U - T\|_F^2` (the 2018 lifted network's penalty); Lipschitz :math:`2w`."""
+
+    def __init__(self, T, weight: float):
+        self.T, self.weight = T, weight
+        self.lipschitz = 2 * weight
+
+    def value(self, U) -> float:
+        xp, _ = get_namespace(U)
+        return self.weight * float(xp.sum((U - self.T) ** 2))
+
+    def grad(self, U):
+        return 2 * self.weight * (U - self.T)
+
+    def cvxpy(self, U):
+        import cvxpy as cp
+        return self.weight * cp.sum_squares(U - _host(self.T, U.shape))
+
+
+class PrevDivergence:
+    r""":math:`w \sum B_\text{prev}(Z, U^-)` over :math:`Z \in \mathrm{dom} F_\text{prev}`: the
+    non-smooth part of an X-step. Its prox,
+    :math:`\arg\min_Z s w (F(Z) - \langle U^-, Z\rangle) + \tfrac12\|Z - V\|^2
+    = \mathrm{prox}_{swF}(V + swU^-)`, is the projection on the domain when :math:`w = 0`."""
+
+    def __init__(self, act: Activation, U_prev, weight: float):
+        self.act, self.U, self.weight = act, U_prev, weight
+
+    def value(self, Z) -> float:
+        xp, _ = get_namespace(Z)
+        if self.weight:
+            return self.weight * float(xp.sum(self.act.divergence(Z, self.U)))
+        return 0.0 if bool(xp.all(self.act.in_domain(Z))) else math.inf
+
+    def prox(self, V, s):
+        if self.weight == 0:
+            return self.act.project(V)
+        return self.act.prox_F(V + (s * self.weight) * self.U, s * self.weight)
+
+    def project(self, Z):
+        """The nearest point of the domain (a warm start made feasible)."""
+        return self.act.project(Z)
+
+    def start(self):
+        """:math:`\\phi_\\text{prev}(U^-)`, the feed-forward value (where the term is 0)."""
+        return self.act.forward(self.U)
+
+    def cvxpy(self, Z):
+        return self.weight * self.act.cvxpy_divergence(Z, _host(self.U, Z.shape)), self.act.cvxpy_domain(Z)
+
+
+class PrevQuadNonneg:
+    r""":math:`w \|Z - U^-\|_F^2` with :math:`Z \ge 0` (the 2018 lifted network); prox
+    :math:`\max((V + 2swU^-)/(1 + 2sw), 0)`."""
+
+    def __init__(self, U_prev, weight: float):
+        self.U, self.weight = U_prev, weight
+
+    def value(self, Z) -> float:
+        xp, _ = get_namespace(Z)
+        if bool(xp.any(Z < 0)):
+            return math.inf
+        return self.weight * float(xp.sum((Z - self.U) ** 2))
+
+    def prox(self, V, s):
+        xp, _ = get_namespace(V)
+        a = 2 * s * self.weight
+        return xp.maximum((V + a * self.U) / (1 + a), 0)
+
+    def project(self, Z):
+        return self.prox(Z, 0.0)
+
+    def start(self):
+        xp, _ = get_namespace(self.U)
+        return xp.maximum(self.U, 0)
+
+    def cvxpy(self, Z):
+        import cvxpy as cp
+        return self.weight * cp.sum_squares(Z - _host(self.U, Z.shape)), [Z >= 0]

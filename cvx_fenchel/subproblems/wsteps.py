@@ -1,0 +1,262 @@
+r"""W-steps: the weights of one layer.
+
+.. math::
+    \min_{W,b}\; \mathrm{data}\big(A(X; W) + b\big) + \rho(\|W\|^2 + \|b\|^2) + \gamma(\|W - W^0\|^2 + \|b - b^0\|^2)
+
+The ridge/proximal part is one :class:`~cvx_fenchel.ridge.Ridge` (value, gradient, centre, CVXPY
+form); how the problem is solved is a strategy object (:mod:`.strategies`) chosen by
+:func:`~.strategies.select_strategy` or passed as ``solve_fast(strategy=...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import ClassVar
+
+import numpy as np
+
+from ..activations import get_activation
+from ..backend import check_array, check_scalar, get_namespace, to_numpy
+from ..cvx import solve
+from ..errors import InputError
+from ..losses import get_loss
+from ..maps import Dense, LinearMap
+from ..ridge import Ridge
+from ..solvers import FastResult, prox_grad_residual, ridge_solve
+from .common import check_domain, check_shape, common_arrays, solver_tol
+from .strategies import GradientStep, Strategy, check_applies, get_strategy, select_strategy
+from .terms import DivergenceTerm, LossTerm
+from .xsteps import loss_tag
+
+__all__ = ["WStep", "WHidden", "WLast"]
+
+
+class WStep:
+    r"""``min_{W,b} data(A(X; W) + b) + R(W, b)``; subclasses set ``data`` (:mod:`.terms`) after
+    :meth:`_setup`, and may offer a closed form (:meth:`closed_form_available`, :meth:`closed_form`)."""
+
+    name: ClassVar[str] = ""
+    default_max_iter: ClassVar[int] = 20000
+
+    def _setup(self, linear_map, X, W_shape, rho, gamma, W0, b0, target=None):
+        if linear_map is None and W_shape is None and W0 is None and X.ndim == 2 and \
+                target is not None and target.ndim == 2:
+            W_shape = (X.shape[1], target.shape[1])  # dense map inferred from the data
+        if linear_map is None:
+            if W_shape is None and W0 is None:
+                raise InputError(f"{self.name}: give linear_map=, W_shape= or W0= to fix the weight shape")
+            shape = tuple(W_shape) if W_shape is not None else tuple(W0.shape)
+            if len(shape) != 2:
+                raise InputError(f"{self.name}: a dense default map needs a 2-D weight shape, got {shape}")
+            linear_map = Dense(int(shape[0]), int(shape[1]))
+        self.map = linear_map
+        self.m = X.shape[0]
+        if self.m < 1:
+            raise InputError(f"{self.name}: X has no samples")
+        check_shape(X, (self.m,) + tuple(self.map.in_shape), "X", self.name)
+        rho, gamma = check_scalar(rho, "rho"), check_scalar(gamma, "gamma")
+        if W0 is None:
+            W0 = self.xp.zeros(self.map.weight_shape, dtype=self.dtype)
+        if b0 is None:
+            b0 = self.xp.zeros(self.map.bias_shape, dtype=self.dtype)
+        check_shape(W0, self.map.weight_shape, "W0", self.name)
+        check_shape(b0, self.map.bias_shape, "b0", self.name)
+        self.X = X
+        self.ridge = Ridge(rho, gamma, W0, b0)
+        self._L = None
+        self._states: dict = {}
+
+    # the ridge term's parameters, by their usual names
+    rho = property(lambda self: self.ridge.rho, doc="ridge weight :math:`\\rho`")
+    gamma = property(lambda self: self.ridge.gamma, doc="proximal weight :math:`\\gamma`")
+    W0 = property(lambda self: self.ridge.W0, doc="proximal centre :math:`W^0`")
+    b0 = property(lambda self: self.ridge.b0, doc="proximal centre :math:`b^0`")
+
+    def _U(self, x):
+        return self.map.apply(self.X, x[0], x[1])
+
+    def _grad(self, x):
+        W, b = x
+        dW, db = self.map.adjoint_weights(self.data.grad(self._U(x)), self.X)
+        return self.ridge.add_grad(dW, db, W, b)
+
+    @staticmethod
+    def _prox(x, s):
+        return x
+
+    @property
+    def lipschitz(self) -> float:
+        r""":math:`L_\text{data}\|[A_X, 1]\|^2 + 2(\rho + \gamma)` (from the sample-space eigenvalues
+        when that strategy was prepared first)."""
+        if self._L is None:
+            L = self.data.lipschitz * float(self.map.lipschitz_weights(self.X, include_bias=True))
+            self._L = max(L + self.ridge.curvature, 1e-12)
+        return self._L
+
+    def _check_x(self, x, what="x"):
+        if not isinstance(x, (tuple, list)) or len(x) != 2:
+            raise InputError(f"{self.name}: {what} must be a pair (W, b)")
+        W = check_array(x[0], f"W of {self.name}", shape=self.map.weight_shape, xp=self.xp, dtype=self.dtype)
+        b = check_array(x[1], f"b of {self.name}", shape=self.map.bias_shape, xp=self.xp, dtype=self.dtype)
+        return W, b
+
+    # public API -------------------------------------------------------------------------------
+    def objective(self, x) -> float:
+        """Objective at ``x = (W, b)``."""
+        W, b = self._check_x(x)
+        return self.data.value(self._U((W, b))) + self.ridge.value(W, b)
+
+    def grad(self, x):
+        r"""Gradient at ``x = (W, b)``: :math:`(A_X^\top \nabla\mathrm{data}, \mathbf 1^\top\nabla\mathrm{data}) + \nabla R`."""
+        return self._grad(self._check_x(x))
+
+    def residual(self, x) -> float:
+        """Scale-free optimality residual ``||x - T(x)|| / max(1, ||x||)`` (``T``: a gradient step 1/L)."""
+        x = self._check_x(x)
+        return prox_grad_residual(x, self._grad(x), self._prox, self.lipschitz)
+
+    def start(self):
+        """Default warm start: ``(W0, b0)``."""
+        return (self.W0, self.b0)
+
+    def closed_form_available(self) -> bool:
+        """Whether :meth:`closed_form` applies (a quadratic data term and a dense map)."""
+        return False
+
+    def closed_form(self):  # pragma: no cover - only called when closed_form_available()
+        raise InputError(f"{self.name}: no closed form for this problem")
+
+    def _dense_ridge(self, T, *, scale: float):
+        r"""``(W, b)`` minimising :math:`\tfrac s2\|[X\,1]\theta - T\|^2 + R(\theta)` (:func:`ridge_solve`)."""
+        xp = self.xp
+        X = self.X.reshape(self.X.shape[0], -1)
+        A = xp.concatenate([X, xp.ones((X.shape[0], 1), dtype=X.dtype)], axis=1)
+        p = A.shape[1]
+        theta0 = xp.concatenate([self.W0, self.b0[None, :]], axis=0)
+        theta = ridge_solve(A, T, scale=scale, reg=xp.full((p,), self.rho, dtype=X.dtype),
+                            reg0=xp.full((p,), self.gamma, dtype=X.dtype), theta0=theta0)
+        return theta[:-1], theta[-1]
+
+    def strategy_state(self, strategy: Strategy):
+        """The immutable precomputed state of ``strategy`` for this problem (built once by
+        ``strategy.prepare``; None when the strategy does not apply)."""
+        key = (type(strategy), getattr(strategy, "max_dim", None))
+        if key not in self._states:
+            state = strategy.prepare(self)
+            if self._L is None and getattr(state, "lipschitz", None) is not None:
+                self._L = state.lipschitz  # ||[X 1]||^2 = max eigenvalue: no second eigenvalue solve
+            self._states[key] = state
+        return self._states[key]
+
+    @property
+    def fast_method(self) -> str:
+        """Name of the strategy :meth:`solve_fast` selects: ``closed-form``, ``sample-space``, ``gram``
+        or ``fista``."""
+        return select_strategy(self).name
+
+    def solve_fast(self, x0=None, *, tol: float | None = None, max_iter: int | None = None, warn: bool = True,
+                   strategy=None, precondition: bool = True, sample_space: bool = True) -> FastResult:
+        """Solve by ``strategy`` (a :class:`~.strategies.Strategy` or its name), default
+        :func:`~.strategies.select_strategy` (``precondition=False`` / ``sample_space=False`` leave the
+        Gram-metric / sample-space strategies out): closed form where one exists, else Gram-metric
+        steps in sample space or in weight space, else FISTA. From ``x0`` (default :meth:`start`);
+        ``FastResult.method`` names the strategy. The reported residual is always the Euclidean
+        scale-free one (:meth:`residual`)."""
+        t0 = time.perf_counter()
+        tol = solver_tol(tol, self.dtype)
+        if strategy is None:
+            strategy = select_strategy(self, precondition=precondition, sample_space=sample_space)
+        else:
+            strategy = check_applies(get_strategy(strategy), self)
+        max_iter = self.default_max_iter if max_iter is None else int(max_iter)
+        x0 = self.start() if x0 is None else self._check_x(x0, "x0")
+        r = strategy.solve(self, x0, tol=tol, max_iter=max_iter, warn=warn)
+        return dataclasses.replace(r, seconds=time.perf_counter() - t0)
+
+    def gradient_step(self, x, lr: float | None = None):
+        """One gradient step ``x - lr * grad`` (default ``lr = 1/L``): :class:`~.strategies.GradientStep`."""
+        return self.solve_fast(x, strategy=GradientStep(lr), warn=False).x
+
+    def cvxpy_problem(self):
+        """``(problem, (W, b))``: the CVXPY declaration with variables of the weight and bias shapes
+        (a convolution's ``W`` as a ``(kh*kw*c_in, c_out)`` matrix, same C-order entries)."""
+        import cvxpy as cp
+        ws = tuple(self.map.weight_shape)
+        shape2 = ws if len(ws) <= 2 else (int(np.prod(ws[:-1])), ws[-1])
+        W = cp.Variable(shape2, name="W")
+        b = cp.Variable(tuple(self.map.bias_shape), name="b")
+        U = self.map.cvxpy_apply_weights(to_numpy(self.X), W, b)
+        return cp.Problem(cp.Minimize(self.data.cvxpy(U) + self.ridge.cvxpy(W, b))), (W, b)
+
+    def solve_cvxpy(self, solver: str = "CLARABEL", **kwargs):
+        """Solve the CVXPY declaration; returns ``((W, b), result)``; SolverError unless optimal."""
+        prob, (W, b) = self.cvxpy_problem()
+        res = solve(prob, solver, name=self.name, **kwargs)
+        return (W.value.reshape(self.map.weight_shape), np.asarray(b.value).reshape(self.map.bias_shape)), res
+
+
+class WHidden(WStep):
+    r"""W-step of a hidden layer.
+
+    .. math::
+        \min_{W, b}\; \lambda \sum B\big(X_{l+1}, A(X_l; W) + b\big) + \rho(\|W\|^2 + \|b\|^2)
+        + \gamma(\|W - W^0\|^2 + \|b - b^0\|^2)
+
+    Smooth (``F*`` is differentiable for every activation here) and strongly
+    convex when :math:`\rho + \gamma > 0`. Its Hessian in each output channel's
+    ``(w_c, b_c)`` is at most :math:`P = \lambda \sup\phi' [F\,1]^\top[F\,1] + 2(\rho+\gamma) I`
+    (``F``: the inputs of a dense map, the im2col patches of a convolution), so
+    :meth:`solve_fast` takes accelerated steps :math:`y - P^{-1}\nabla f(y)` (in sample space
+    when there are fewer samples than weights per unit); plain FISTA (Lipschitz constant
+    :math:`\lambda \sup\phi' \|[A_X, 1]\|^2 + 2(\rho + \gamma)`) otherwise.
+    """
+
+    name = "W-hidden"
+
+    def __init__(self, X, X_next, activation="relu", *, lam: float = 1.0, rho: float = 0.0, gamma: float = 0.0,
+                 W0=None, b0=None, W_shape=None, linear_map: LinearMap | None = None, dtype=None):
+        act = get_activation(activation)
+        lam = check_scalar(lam, "lam")
+        self.xp, self.dtype, d = common_arrays({"X": X, "X_next": X_next, "W0": W0, "b0": b0}, dtype)
+        self._setup(linear_map, d["X"], W_shape, rho, gamma, d["W0"], d["b0"], d["X_next"])
+        check_shape(d["X_next"], (self.m,) + tuple(self.map.out_shape), "X_next", self.name)
+        check_domain(act, d["X_next"], "X_next", self.name)
+        self.X_next, self.activation, self.lam = d["X_next"], act, lam
+        self.data = DivergenceTerm(act, self.X_next, lam)
+
+
+class WLast(WStep):
+    r"""W-step of the output layer.
+
+    .. math::
+        \min_{W, b}\; c\,\mathcal L\big(Y, A(X_L; W) + b\big) + \rho(\|W\|^2 + \|b\|^2)
+        + \gamma(\|W - W^0\|^2 + \|b - b^0\|^2)
+
+    A quadratic loss (MSE) with a dense map is ridge regression with a proximal term, solved in
+    closed form by Cholesky; otherwise (cross-entropy: multinomial logistic regression) the
+    strategies of :class:`WHidden`. ``name`` is ``W-last-<tag>`` (:func:`~.xsteps.loss_tag`).
+    """
+
+    name = "W-last"
+
+    def __init__(self, X, Y, *, loss="cross_entropy", coef: float = 1.0, rho: float = 0.0,
+                 gamma: float = 0.0, W0=None, b0=None, W_shape=None, linear_map: LinearMap | None = None,
+                 dtype=None):
+        self.loss_fn = get_loss(loss)
+        self.loss = self.loss_fn.name
+        self.name = f"W-last-{loss_tag(self.loss_fn)}"
+        self.coef = check_scalar(coef, "coef")
+        self.xp, self.dtype, d = common_arrays({"X": X, "Y": Y, "W0": W0, "b0": b0}, dtype)
+        self._setup(linear_map, d["X"], W_shape, rho, gamma, d["W0"], d["b0"], d["Y"])
+        check_shape(d["Y"], (self.m,) + tuple(self.map.out_shape), "Y", self.name)
+        self.loss_fn.check_targets(d["Y"], f"{self.name}: Y")
+        self.Y = d["Y"]
+        self.data = LossTerm(self.loss_fn, self.Y, self.coef)
+
+    def closed_form_available(self) -> bool:
+        return bool(self.loss_fn.quadratic) and isinstance(self.map, Dense)
+
+    def closed_form(self):
+        r"""For :math:`\tfrac12\|O - Y\|^2`: ridge regression with scale ``coef`` and targets ``Y``."""
+        return self._dense_ridge(self.Y, scale=self.coef)
