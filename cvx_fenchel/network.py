@@ -1,8 +1,10 @@
-r"""Feed-forward networks seen as lifted networks: layer specs, grouping, presets, relaxed objective.
+r"""Feed-forward networks seen as lifted networks: layer specs, grouping, architectures, relaxed objective.
 
-A network is declared as a list of layer *specs* (:class:`Dense`, :class:`Conv2D`,
-:class:`AvgPool2D`, :class:`Flatten`). Weightless maps (pooling, flatten) are grouped into the
-next weighted map, so that lifted layer ``l`` is
+A network is declared as a list of :class:`Layer` specs, each naming a registered
+:mod:`cvx_fenchel.maps` kind and its parameters (``Layer("dense", n_out=300, lam=2.0)``,
+``Layer("conv2d", c_out=6, kernel=5)``, ``Layer("avgpool2d", size=2)``, ``Layer("flatten")``).
+Weightless maps (pooling, flatten) are grouped into the next weighted map, so that lifted layer
+``l`` is
 
 .. math::
 
@@ -11,10 +13,9 @@ next weighted map, so that lifted layer ``l`` is
 
 with ``X_0`` the data, ``A_l`` a :mod:`cvx_fenchel.maps` map (a ``maps.Chain`` of e.g.
 ``[AvgPool2D, Conv2D]`` when pooling precedes the weighted map) and no activation on the output
-layer ``L``: its pre-activation ``O = U_L`` is scored by the loss (summed over the batch)
-
-* ``"mse"``: :math:`\mathcal L(Y, O) = \tfrac12 \|Y - O\|_F^2`,
-* ``"cross_entropy"``: :math:`\mathcal L(Y, O) = \sum_i [\operatorname{logsumexp}(O_i) - \langle Y_i, O_i\rangle]`.
+layer ``L``: its pre-activation ``O = U_L`` is scored by a loss of :mod:`cvx_fenchel.losses`,
+summed over the batch (``mse``: :math:`\tfrac12 \|Y - O\|_F^2`; ``cross_entropy``:
+:math:`\sum_i [\operatorname{lse}(O_i) - \langle Y_i, O_i\rangle]`).
 
 Relaxed objective
 -----------------
@@ -48,7 +49,7 @@ the W-steps, so ``coef != 1`` makes the X-steps heuristic and BCD need not decre
 here; an original X_1-step ``10*CE + 1*(2B)`` is ``coef = 10, lam = 2``. The original last-layer
 W-step averages the cross-entropy over the batch (``reduce_mean``) while its X-step sums it; with
 our summed loss the same minimiser needs ``gamma_L = gamma_orig * batch_size``
-(see :func:`original_settings`).
+(see the ``original`` preset of :mod:`cvx_fenchel.config`).
 """
 
 from __future__ import annotations
@@ -64,165 +65,144 @@ from . import maps as _maps
 from .activations import Activation, get_activation
 from .backend import check_array, check_scalar, get_namespace, resolve_dtype
 from .errors import InputError, UnknownNameError
+from .losses import Loss, get_loss
 
-__all__ = ["Dense", "Conv2D", "AvgPool2D", "Flatten", "LiftedLayer", "Network",
-           "LOSSES", "loss_value", "loss_gradient", "loss_per_sample", "softmax",
-           "dense_layers", "lenet5_layers", "preset", "original_settings", "make_network",
-           "network_from_settings"]
+__all__ = ["Layer", "LiftedLayer", "Network", "dense_layers", "lenet5_layers", "architecture",
+           "make_network", "is_lenet5", "HYPER_PARAMETERS"]
 
-LOSSES = ("cross_entropy", "mse")
+#: Per-layer hyper-parameters a weighted :class:`Layer` carries (``None``: the network default).
+HYPER_PARAMETERS = ("lam", "rho", "gamma", "coef")
 _OUTPUT_ACTIVATIONS = (None, "identity", "linear", "none")
-
-
-# --------------------------------------------------------------------------------------------
-# losses (array code, NumPy or CuPy)
-
-def _logsumexp_rows(O: Any, xp: Any) -> Any:
-    mx = xp.max(O, axis=1, keepdims=True)
-    return (mx + xp.log(xp.sum(xp.exp(O - mx), axis=1, keepdims=True)))[:, 0]
-
-
-def softmax(O: Any) -> Any:
-    """Row-wise softmax ``exp(O_i - logsumexp(O_i))``."""
-    xp, _ = get_namespace(O)
-    mx = xp.max(O, axis=1, keepdims=True)
-    E = xp.exp(O - mx)
-    return E / xp.sum(E, axis=1, keepdims=True)
-
-
-def loss_per_sample(Y: Any, O: Any, loss: str) -> Any:
-    """Per-sample loss ``(m,)``: mse ``||Y_i - O_i||^2/2``; cross_entropy ``logsumexp(O_i) - <Y_i, O_i>``."""
-    xp, _ = get_namespace(Y, O)
-    if loss == "mse":
-        return 0.5 * xp.sum((Y - O) ** 2, axis=1)
-    if loss == "cross_entropy":
-        return _logsumexp_rows(O, xp) - xp.sum(Y * O, axis=1)
-    raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-
-
-def loss_value(Y: Any, O: Any, loss: str) -> float:
-    """Batch loss ``L(Y, O)`` summed over samples (see the module docstring)."""
-    xp, _ = get_namespace(Y, O)
-    return float(xp.sum(loss_per_sample(Y, O, loss)))
-
-
-def loss_gradient(Y: Any, O: Any, loss: str) -> Any:
-    """``grad_O L(Y, O)``: ``O - Y`` (mse), ``softmax(O) - Y`` (cross_entropy)."""
-    if loss == "mse":
-        return O - Y
-    if loss == "cross_entropy":
-        return softmax(O) - Y
-    raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+_UNSET = object()
 
 
 # --------------------------------------------------------------------------------------------
 # layer specs
 
-def _opt_scalar(v: Any, name: str, low: float = 0.0) -> float | None:
-    return None if v is None else check_scalar(v, name, low=low)
+def _freeze(v: Any) -> Any:
+    return tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
-@dataclass(frozen=True)
-class Dense:
-    """Dense layer spec ``U = X W + b`` then ``activation`` (``None`` on the output layer).
+@dataclass(frozen=True, init=False, repr=False)
+class Layer:
+    """One layer of a network: a registered :mod:`cvx_fenchel.maps` kind, its map parameters,
+    and (weighted kinds) the activation and per-layer hyper-parameters.
 
-    ``lam``, ``rho``, ``gamma``, ``coef``: per-layer hyper-parameters (module docstring); ``None``
-    uses the :class:`Network` default. ``init``: weight scheme of :meth:`maps.Dense.init_weights`
-    (default Xavier/Glorot uniform, biases 0.1, as the original code).
+    ``Layer("dense", n_out=300)`` is ``U = X W + b`` then ReLU; ``Layer("dense", n_out=10,
+    activation=None)`` an output layer; ``Layer("conv2d", c_out=6, kernel=5, padding="valid")``
+    a convolution (NHWC, stride 1); ``Layer("avgpool2d", size=2)`` and ``Layer("flatten")`` are
+    weightless and are grouped into the next weighted layer. Map parameters go to
+    :func:`cvx_fenchel.maps.make_map` (checked when the network is built, where the input shape is
+    known).
+
+    ``activation``: name of a registered activation (default ``"relu"`` for weighted kinds; a
+    weightless kind takes none). ``lam``, ``rho``, ``gamma``, ``coef``: per-layer
+    hyper-parameters (module docstring); ``None`` uses the :class:`Network` default. ``init``:
+    weight scheme of the map's ``init_weights`` (dense default Xavier/Glorot uniform, conv a
+    truncated normal with std 0.1, biases 0.1, as the original code).
+
+    ``to_dict()`` gives the checkpoint form ``{"type": "dense", "n_out": 300, "activation":
+    "relu", "lam": ..., ...}``; :meth:`from_dict` (and :class:`Network`) accept it back.
     """
 
-    n_out: int
-    activation: str | None = "relu"
-    lam: float | None = None
-    rho: float | None = None
-    gamma: float | None = None
-    coef: float | None = None
-    init: str | None = None
+    kind: str
+    params: tuple
+    activation: str | None
+    lam: float | None
+    rho: float | None
+    gamma: float | None
+    coef: float | None
+    init: str | None
 
-    kind = "dense"
-    has_weights = True
+    def __init__(self, kind: str, *, activation: Any = _UNSET, lam: float | None = None,
+                 rho: float | None = None, gamma: float | None = None, coef: float | None = None,
+                 init: str | None = None, **params: Any):
+        if not isinstance(kind, str):
+            raise UnknownNameError(f"layer kind must be a registered map kind ({_maps.map_kinds()}), "
+                                   f"got {kind!r}")
+        cls = _maps.get_map_class(kind)
+        weighted = bool(cls.has_weights)
+        if not weighted:
+            given = {k: v for k, v in dict(lam=lam, rho=rho, gamma=gamma, coef=coef, init=init).items()
+                     if v is not None}
+            if activation not in (_UNSET, None) or given:
+                bad = (["activation"] if activation not in (_UNSET, None) else []) + sorted(given)
+                raise InputError(f"layer kind {cls.name!r} has no weights; {', '.join(bad)} belong(s) "
+                                 "to the weighted layer after it")
+            activation = None
+        elif activation is _UNSET:
+            activation = "relu"
+        for name, v in (("lam", lam), ("rho", rho), ("gamma", gamma), ("coef", coef)):
+            if v is not None:
+                check_scalar(v, f"{name} of Layer({cls.name!r})")
+        object.__setattr__(self, "kind", cls.name)
+        object.__setattr__(self, "params", tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+        object.__setattr__(self, "activation", activation)
+        for name, v in (("lam", lam), ("rho", rho), ("gamma", gamma), ("coef", coef), ("init", init)):
+            object.__setattr__(self, name, v)
 
-    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
-        return _maps.make_map("dense", in_shape, n_out=self.n_out)
+    @property
+    def has_weights(self) -> bool:
+        return bool(_maps.get_map_class(self.kind).has_weights)
 
-
-@dataclass(frozen=True)
-class Conv2D:
-    """Convolution spec (NHWC, stride 1, ``padding`` 'valid' or 'same') then ``activation``.
-
-    Weights ``(kernel, kernel, c_in, c_out)``, initialised by a truncated normal with std 0.1
-    (biases 0.1) as the original code. Other fields as :class:`Dense`.
-    """
-
-    c_out: int
-    kernel: int | tuple[int, int] = 5
-    activation: str | None = "relu"
-    padding: str = "valid"
-    lam: float | None = None
-    rho: float | None = None
-    gamma: float | None = None
-    coef: float | None = None
-    init: str | None = None
-
-    kind = "conv2d"
-    has_weights = True
-
-    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
-        return _maps.make_map("conv2d", in_shape, c_out=self.c_out, kernel=self.kernel,
-                              padding=self.padding)
-
-
-@dataclass(frozen=True)
-class AvgPool2D:
-    """Average pooling spec over ``size x size`` windows (weightless; grouped into the next layer)."""
-
-    size: int = 2
-
-    kind = "avgpool2d"
-    has_weights = False
+    def param(self, name: str, default: Any = None) -> Any:
+        """A map parameter (``layer.param("n_out")``)."""
+        return dict(self.params).get(name, default)
 
     def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
-        return _maps.make_map("avgpool2d", in_shape, size=self.size)
+        """The :mod:`cvx_fenchel.maps` map of this layer on per-sample inputs ``in_shape``."""
+        return _maps.make_map(self.kind, in_shape, **dict(self.params))
+
+    def replace(self, **changes: Any) -> "Layer":
+        """A copy with some fields (hyper-parameters, activation or map parameters) changed."""
+        d = self.to_dict()
+        d.pop("type")
+        d.update(changes)
+        return Layer(self.kind, **d)
+
+    def to_dict(self) -> dict:
+        """JSON-safe form ``{"type": kind, **map params, activation, lam, rho, gamma, coef, init}``
+        (weightless kinds: ``type`` and map parameters only)."""
+        d = {"type": self.kind}
+        d.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.params})
+        if self.has_weights:
+            d.update(activation=self.activation, lam=self.lam, rho=self.rho, gamma=self.gamma,
+                     coef=self.coef, init=self.init)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "layer") -> "Layer":
+        """Inverse of :meth:`to_dict` (``"type"`` or ``"kind"`` names the map kind)."""
+        if not isinstance(d, dict):
+            raise InputError(f"{where}: a layer dict must be a dict, got {d!r}")
+        d = dict(d)
+        kind = d.pop("type", d.pop("kind", None))
+        if not isinstance(kind, str):
+            raise UnknownNameError(f"{where}: unknown layer type {kind!r}; choose one of "
+                                   f"{_maps.map_kinds()}")
+        try:
+            return cls(kind, **d)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{where}: unknown layer type {kind!r} ({exc})") from None
+        except InputError as exc:
+            raise InputError(f"{where} ({kind}): {exc}") from None
+
+    def __repr__(self) -> str:
+        items = [repr(self.kind)] + [f"{k}={v!r}" for k, v in self.params]
+        if self.has_weights:
+            if self.activation != "relu":
+                items.append(f"activation={self.activation!r}")
+            items += [f"{k}={getattr(self, k)!r}" for k in HYPER_PARAMETERS + ("init",)
+                      if getattr(self, k) is not None]
+        return f"Layer({', '.join(items)})"
 
 
-@dataclass(frozen=True)
-class Flatten:
-    """Flatten spec (weightless; grouped into the next layer)."""
-
-    kind = "flatten"
-    has_weights = False
-
-    def make_map(self, in_shape: tuple[int, ...]) -> _maps.LinearMap:
-        return _maps.make_map("flatten", in_shape)
-
-
-SPECS = {"dense": Dense, "conv2d": Conv2D, "conv": Conv2D, "avgpool2d": AvgPool2D,
-         "avgpool": AvgPool2D, "pool": AvgPool2D, "flatten": Flatten}
-
-
-def _as_spec(layer: Any, i: int) -> Any:
-    if isinstance(layer, (Dense, Conv2D, AvgPool2D, Flatten)):
+def _as_layer(layer: Any, i: int) -> Layer:
+    if isinstance(layer, Layer):
         return layer
     if isinstance(layer, dict):
-        d = dict(layer)
-        kind = d.pop("type", d.pop("kind", None))
-        if not isinstance(kind, str) or kind.lower() not in SPECS:
-            raise UnknownNameError(f"layer {i}: unknown layer type {kind!r}; choose one of "
-                                   f"{sorted(set(SPECS))}")
-        try:
-            return SPECS[kind.lower()](**d)
-        except TypeError as exc:
-            raise InputError(f"layer {i} ({kind}): bad parameters: {exc}") from None
-    raise UnknownNameError(f"layer {i}: unknown layer {layer!r}; use Dense, Conv2D, AvgPool2D, "
-                           "Flatten or a dict {'type': ..., ...}")
-
-
-def _spec_to_dict(spec: Any) -> dict:
-    d = {"type": spec.kind}
-    for f in getattr(spec, "__dataclass_fields__", {}):
-        v = getattr(spec, f)
-        d[f] = list(v) if isinstance(v, tuple) else v
-    return d
+        return Layer.from_dict(layer, f"layer {i}")
+    raise InputError(f"layer {i}: expected a Layer or a dict {{'type': kind, ...}}, got {layer!r}")
 
 
 def _compose(parts: list[_maps.LinearMap]) -> _maps.LinearMap:
@@ -237,7 +217,8 @@ def _compose(parts: list[_maps.LinearMap]) -> _maps.LinearMap:
 class LiftedLayer:
     """Lifted layer ``l``: ``U_l = A_l(X_l; W_l) + b_l``, ``X_{l+1} = phi_l(U_l)``.
 
-    ``activation`` is None on the output layer. ``specs`` are the user specs grouped into it.
+    ``activation`` is None on the output layer. ``specs`` are the :class:`Layer` specs grouped
+    into it (weightless ones first, the weighted one last).
     """
 
     index: int
@@ -278,11 +259,11 @@ class Network:
     ----------
     input_shape : int or tuple
         Per-sample input shape: ``(n,)`` for dense networks, ``(H, W, C)`` for images (NHWC).
-    layers : list of layer specs (:class:`Dense`, :class:`Conv2D`, :class:`AvgPool2D`,
-        :class:`Flatten`, or dicts ``{"type": "dense", "n_out": 10, ...}``). The last weighted
-        layer is the output layer and must have ``activation=None``; weightless layers must be
-        followed by a weighted one.
-    loss : {"cross_entropy", "mse"}
+    layers : list of :class:`Layer` specs (or their dicts ``{"type": "dense", "n_out": 10, ...}``).
+        The last weighted layer is the output layer and must have ``activation=None``;
+        weightless layers must be followed by a weighted one.
+    loss : name of a registered loss (:func:`cvx_fenchel.losses.get_loss`: "cross_entropy",
+        "mse") or a :class:`~cvx_fenchel.losses.Loss`
     lam, rho, gamma, coef : float
         Model-wide defaults of the per-layer hyper-parameters (``lam = 1`` on our ``B`` is the
         original code's ``lambda = 0.5``; see the module docstring).
@@ -306,10 +287,9 @@ class Network:
             raise InputError(f"input_shape must be a tuple of positive integers, got {input_shape!r}") from None
         if not input_shape or any(s < 1 for s in input_shape):
             raise InputError(f"input_shape must be a tuple of positive integers, got {input_shape!r}")
-        if not isinstance(loss, str) or loss not in LOSSES:
-            raise UnknownNameError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        self.loss_fn: Loss = get_loss(loss)
         self.input_shape = input_shape
-        self.loss = loss
+        self.loss = self.loss_fn.name
         self.lam = check_scalar(lam, "lam")
         self.rho = check_scalar(rho, "rho")
         self.gamma = check_scalar(gamma, "gamma")
@@ -317,7 +297,7 @@ class Network:
         self.dtype = resolve_dtype(dtype)
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
             raise InputError(f"layers must be a list of layer specs, got {layers!r}")
-        self.specs = tuple(_as_spec(s, i) for i, s in enumerate(layers))
+        self.specs = tuple(_as_layer(s, i) for i, s in enumerate(layers))
         if not self.specs:
             raise InputError("layers must not be empty")
         self.layers: list[LiftedLayer] = self._build()
@@ -326,11 +306,11 @@ class Network:
     def _build(self) -> list[LiftedLayer]:
         weighted = [i for i, s in enumerate(self.specs) if s.has_weights]
         if not weighted:
-            raise InputError("the network has no weighted layer (Dense or Conv2D)")
+            raise InputError("the network has no weighted layer (e.g. dense or conv2d)")
         if weighted[-1] != len(self.specs) - 1:
             raise InputError(f"layer {weighted[-1] + 1}: weightless layers "
                              f"({', '.join(s.kind for s in self.specs[weighted[-1] + 1:])}) "
-                             "must be followed by a weighted layer (the output layer is Dense or Conv2D)")
+                             "must be followed by a weighted layer (the output layer has weights)")
         out: list[LiftedLayer] = []
         shape = self.input_shape
         pending: list[_maps.LinearMap] = []
@@ -358,16 +338,15 @@ class Network:
                     raise InputError(f"layer {i}: hidden layers need an activation (e.g. 'relu'); "
                                      "use 'identity' for a linear hidden layer")
                 act = get_activation(act_name)
-            lam = self.lam if spec.lam is None else check_scalar(spec.lam, f"lam of layer {i}")
-            rho = self.rho if spec.rho is None else check_scalar(spec.rho, f"rho of layer {i}")
-            gamma = self.gamma if spec.gamma is None else check_scalar(spec.gamma, f"gamma of layer {i}")
-            coef = self.coef if spec.coef is None else check_scalar(spec.coef, f"coef of layer {i}")
-            out.append(LiftedLayer(len(out), _compose(pending), act, lam, rho, gamma, coef,
-                                   tuple(pending_specs), spec.init))
+            hp = [getattr(self, k) if getattr(spec, k) is None else float(getattr(spec, k))
+                  for k in HYPER_PARAMETERS]  # (Layer checked its own values)
+            out.append(LiftedLayer(len(out), _compose(pending), act, *hp, tuple(pending_specs),
+                                   spec.init))
             pending, pending_specs = [], []
-        if self.loss == "cross_entropy" and len(out[-1].out_shape) != 1:
-            raise InputError(f"the output layer must produce (m, n_classes) scores, got per-sample "
-                             f"shape {out[-1].out_shape}; add Flatten before the last Dense layer")
+        if len(out[-1].out_shape) != 1:
+            raise InputError(f"the output layer must produce (m, n_outputs) scores, got per-sample "
+                             f"shape {out[-1].out_shape}; add Layer('flatten') before the last "
+                             "dense layer")
         return out
 
     @property
@@ -393,20 +372,18 @@ class Network:
 
     def to_dict(self) -> dict:
         """JSON-safe description from which :meth:`from_dict` rebuilds the network."""
-        return {"input_shape": list(self.input_shape), "layers": [_spec_to_dict(s) for s in self.specs],
+        return {"input_shape": list(self.input_shape), "layers": [s.to_dict() for s in self.specs],
                 "loss": self.loss, "lam": self.lam, "rho": self.rho, "gamma": self.gamma,
                 "coef": self.coef, "dtype": self.dtype.name}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Network":
-        layers = []
-        for s in d["layers"]:
-            s = dict(s)
-            if "kernel" in s and isinstance(s["kernel"], list):
-                s["kernel"] = tuple(s["kernel"])
-            layers.append(s)
-        return cls(tuple(d["input_shape"]), layers, loss=d["loss"], lam=d["lam"], rho=d["rho"],
-                   gamma=d["gamma"], coef=d["coef"], dtype=d.get("dtype", "float64"))
+        """Inverse of :meth:`to_dict` (also reads the checkpoints of earlier versions)."""
+        try:
+            return cls(tuple(d["input_shape"]), list(d["layers"]), loss=d["loss"], lam=d["lam"],
+                       rho=d["rho"], gamma=d["gamma"], coef=d["coef"], dtype=d.get("dtype", "float64"))
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"not a network description ({type(exc).__name__}: {exc})") from None
 
     def __repr__(self) -> str:
         return (f"Network(input_shape={self.input_shape}, lifted layers={len(self.layers)}, "
@@ -472,7 +449,7 @@ class Network:
 
     def network_loss(self, X0: Any, Y: Any, weights: Sequence) -> float:
         """``p(W) = L(Y, f_W(X_0))``, summed over the batch (no ridge/proximal terms)."""
-        return loss_value(Y, self.forward(X0, weights), self.loss)
+        return self.loss_fn.value(Y, self.forward(X0, weights))
 
     def accuracy(self, X0: Any, y: Any, weights: Sequence) -> float:
         """Fraction of samples whose arg-max output equals the label ``y`` (int array)."""
@@ -508,7 +485,7 @@ class Network:
         "regularization", "total"}``. ``W0=None`` drops the proximal terms.
         """
         O = self.pre_activation(self.L, Xs[self.L], weights)
-        lo = loss_value(Y, O, self.loss)
+        lo = self.loss_fn.value(Y, O)
         divs = [ly.lam * d for ly, d in zip(self.layers, self.divergence_terms(Xs, weights))]
         reg = self.regularization(weights, W0)
         total = lo + sum(divs) + reg
@@ -521,95 +498,55 @@ class Network:
         (array ``(m,)``; the weight terms do not depend on ``X``)."""
         xp, _ = get_namespace(Xs[0])
         O = self.pre_activation(self.L, Xs[self.L], weights)
-        val = loss_per_sample(Y, O, self.loss)
+        val = self.loss_fn.per_sample(Y, O)
         for ly in self.layers[:-1]:
             D = ly.activation.divergence(Xs[ly.index + 1], self.pre_activation(ly.index, Xs[ly.index], weights))
             val = val + ly.lam * xp.sum(D.reshape(D.shape[0], -1), axis=1)
         return val
 
 
+
 # --------------------------------------------------------------------------------------------
-# presets
+# named architectures
 
 _DENSE_RE = re.compile(r"^\s*\d+(\s*-\s*\d+)+\s*$")
 
 
-def dense_layers(arch: str, activation: str = "relu") -> tuple[tuple[int, ...], list[Dense]]:
-    """``"784-300-10"`` -> ``((784,), [Dense(300, relu), Dense(10, activation=None)])``."""
+def dense_layers(arch: str, activation: str = "relu") -> tuple[tuple[int, ...], list[Layer]]:
+    """``"784-300-10"`` -> ``((784,), [Layer("dense", n_out=300), Layer("dense", n_out=10,
+    activation=None)])``."""
     if not isinstance(arch, str) or not _DENSE_RE.match(arch):
         raise UnknownNameError(f"unknown architecture {arch!r}; use 'lenet5' or dense widths like "
                                "'784-300-10'")
     sizes = [int(s) for s in arch.replace(" ", "").split("-")]
     if any(s < 1 for s in sizes):
         raise InputError(f"architecture {arch!r}: widths must be positive")
-    layers = [Dense(n, activation) for n in sizes[1:-1]] + [Dense(sizes[-1], None)]
-    return (sizes[0],), layers
+    layers = [Layer("dense", n_out=n, activation=activation) for n in sizes[1:-1]]
+    return (sizes[0],), layers + [Layer("dense", n_out=sizes[-1], activation=None)]
 
 
-def lenet5_layers(n_classes: int = 10, in_channels: int = 1) -> tuple[tuple[int, ...], list]:
+def lenet5_layers(n_classes: int = 10, in_channels: int = 1) -> tuple[tuple[int, ...], list[Layer]]:
     """LeNet-5 of the paper on 32x32 inputs: conv 6@5x5 relu, avgpool 2, conv 16@5x5 relu,
     avgpool 2, flatten, dense 120 relu, dense 84 relu, dense ``n_classes`` (output).
     Lifted layers: ``[conv6], [pool, conv16], [pool, flatten, dense120], [dense84], [dense10]``."""
     return (32, 32, int(in_channels)), [
-        Conv2D(6, 5), AvgPool2D(2), Conv2D(16, 5), AvgPool2D(2), Flatten(),
-        Dense(120), Dense(84), Dense(int(n_classes), None)]
+        Layer("conv2d", c_out=6, kernel=5), Layer("avgpool2d", size=2),
+        Layer("conv2d", c_out=16, kernel=5), Layer("avgpool2d", size=2), Layer("flatten"),
+        Layer("dense", n_out=120), Layer("dense", n_out=84),
+        Layer("dense", n_out=int(n_classes), activation=None)]
 
 
-def preset(arch: str, *, in_channels: int = 1) -> tuple[tuple[int, ...], list]:
+def is_lenet5(arch: Any) -> bool:
+    """Whether ``arch`` names LeNet-5 (``"lenet5"``, ``"lenet-5"``, ``"lenet"``)."""
+    return isinstance(arch, str) and arch.lower().replace("-", "") in ("lenet5", "lenet")
+
+
+def architecture(arch: str, *, in_channels: int = 1) -> tuple[tuple[int, ...], list[Layer]]:
     """``(input_shape, layers)`` of a named architecture: ``'lenet5'`` or ``'a-b-...-k'`` (dense)."""
-    if isinstance(arch, str) and arch.lower().replace("-", "") in ("lenet5", "lenet"):
-        return lenet5_layers(10, in_channels)
-    return dense_layers(arch)
+    return lenet5_layers(10, in_channels) if is_lenet5(arch) else dense_layers(arch)
 
 
 def make_network(arch: str = "784-300-10", *, in_channels: int = 1, **kwargs: Any) -> Network:
-    """``Network(*preset(arch), **kwargs)``."""
-    shape, layers = preset(arch, in_channels=in_channels)
+    """``Network(*architecture(arch), **kwargs)``."""
+    shape, layers = architecture(arch, in_channels=in_channels)
     return Network(shape, layers, **kwargs)
-
-
-def original_settings(name: str, *, batch_size: int = 500) -> dict:
-    """Settings of the authors' original code (``reference/original_settings.md``) in our scaling.
-
-    ``name``: ``"mnist-784-300-10"`` (Fig. 2) or ``"mnist-lenet5"`` (Fig. 3).
-
-    Conversions (the minimisers of every step are those of the original code):
-
-    * ``lam = 2 * lambda_orig`` because the original penalty is ``2B`` (ReLU);
-    * ``coef = lbd_coef`` (weight of the next term in an X-step; with the loss for ``X_L``);
-    * hidden ``gamma = rhod``;
-    * output ``gamma = rhod * batch_size``: the original last-layer W-step minimises the
-      *mean* cross-entropy ``+ rhod ||W - W0||^2``, i.e. ``(1/m)[sum CE + m rhod ||W - W0||^2]``,
-      while our W-step uses the summed loss;
-    * ``rho = 0``; K = 1 alternation, X-steps first; batch 500.
-
-    Returns
-    -------
-    dict with ``arch``, ``input_shape``, ``layers`` (specs with per-layer values), ``loss``,
-    ``lam`` (default), ``batch_size``, ``K``, ``w_first``, ``epochs`` (what the paper reports).
-    """
-    m = int(batch_size)
-    key = str(name).lower()
-    if key in ("mnist-784-300-10", "784-300-10", "mnist-dense"):
-        layers = [Dense(300, "relu", lam=2.0, gamma=10.0),
-                  Dense(10, None, gamma=100.0 * m, coef=10.0)]
-        return {"arch": "784-300-10", "input_shape": (784,), "layers": layers,
-                "loss": "cross_entropy", "lam": 2.0, "rho": 0.0, "batch_size": m, "K": 1,
-                "w_first": False, "epochs": 10}
-    if key in ("mnist-lenet5", "lenet5", "mnist-lenet"):
-        layers = [Conv2D(6, 5, lam=2.0, gamma=1e-4),
-                  AvgPool2D(2), Conv2D(16, 5, lam=2.0, gamma=0.01, coef=1.0),
-                  AvgPool2D(2), Flatten(), Dense(120, lam=2.0, gamma=1.0, coef=5.0),
-                  Dense(84, lam=2.0, gamma=1.0, coef=1.0),
-                  Dense(10, None, gamma=10.0 * m, coef=5.0)]
-        return {"arch": "lenet5", "input_shape": (32, 32, 1), "layers": layers,
-                "loss": "cross_entropy", "lam": 2.0, "rho": 0.0, "batch_size": m, "K": 1,
-                "w_first": False, "epochs": 20}
-    raise UnknownNameError(f"unknown original settings {name!r}; choose 'mnist-784-300-10' or "
-                           "'mnist-lenet5'")
-
-
-def network_from_settings(settings: dict, *, dtype: Any = np.float64) -> Network:
-    """Build the :class:`Network` of an :func:`original_settings` dict."""
-    return Network(settings["input_shape"], settings["layers"], loss=settings["loss"],
-                   lam=settings.get("lam", 1.0), rho=settings.get("rho", 0.0), dtype=dtype)

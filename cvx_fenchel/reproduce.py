@@ -1,8 +1,9 @@
 """``cvx-fenchel reproduce FIGURE``: run every model of one of the papers' MNIST figures.
 
-Each figure is a list of ``cvx-fenchel train`` runs (one per model, with that model's settings).
-:func:`reproduce` runs them one after the other in-process, each writing its own
-``OUT/<model>/history.json`` and plot, then writes
+Each figure is a list of training runs (one per model, with that model's options), each the
+same as one ``cvx-fenchel train`` command. :func:`reproduce` runs them one after the other
+through :func:`cvx_fenchel.experiments.train`, each writing its own ``OUT/<model>/history.json``
+and plot, then writes
 
 * ``OUT/results.json`` -- per model: the exact command, final test accuracy, seconds, seconds per
   epoch, and the paper's reported number;
@@ -31,17 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, UnknownNameError
-from .history import History, atomic_write_bytes
+from .experiments import command_line, train
+from .history import atomic_write_bytes
 
 __all__ = ["FIGURES", "Figure", "Run", "reproduce", "commands"]
 
 
 @dataclass(frozen=True)
 class Run:
-    """One model of a figure: ``cvx-fenchel train --model MODEL ARGS... --epochs EPOCHS``."""
+    """One model of a figure: ``train(model, {**options, "epochs": epochs, ...})`` of
+    :mod:`cvx_fenchel.experiments` (``options`` as ``(name, value)`` pairs)."""
 
     model: str
-    args: tuple = ()
+    options: tuple = ()
     epochs: int = 10
     paper: float | None = None  # reported final test accuracy
     label: str | None = None
@@ -62,34 +65,29 @@ FIGURES: dict[str, Figure] = {
     "fig1": Figure(
         "Fig. 1 (Gu et al. 2020): MNIST 784-300-10, MSE loss, full-batch lifted models",
         "784-300-10",
-        (Run("taylor-admm", ("--loss", "mse"), epochs=100, paper=0.834),
-         Run("lau-bcd", ("--loss", "mse"), epochs=50, paper=0.914),
-         Run("lnn", ("--loss", "mse"), epochs=1, paper=0.863),
-         Run("sgd", ("--loss", "mse"), epochs=10, paper=0.957),
-         Run("fenchel", ("--loss", "mse", "--algorithm", "full"), epochs=30, paper=0.961))),
+        (Run("taylor-admm", (("loss", "mse"),), epochs=100, paper=0.834),
+         Run("lau-bcd", (("loss", "mse"),), epochs=50, paper=0.914),
+         Run("lnn", (("loss", "mse"),), epochs=1, paper=0.863),
+         Run("sgd", (("loss", "mse"),), epochs=10, paper=0.957),
+         Run("fenchel", (("loss", "mse"), ("algorithm", "full")), epochs=30, paper=0.961))),
     "fig2": Figure(
         "Fig. 2 (Gu et al. 2020): MNIST 784-300-10, cross-entropy, 10 epochs",
         "784-300-10",
-        (Run("sgd", ("--loss", "cross_entropy"), epochs=10, paper=0.943),
-         Run("adam", ("--loss", "cross_entropy"), epochs=10, paper=0.976),
-         Run("fenchel", ("--loss", "cross_entropy"), epochs=10, paper=0.976))),
+        (Run("sgd", (("loss", "cross_entropy"),), epochs=10, paper=0.943),
+         Run("adam", (("loss", "cross_entropy"),), epochs=10, paper=0.976),
+         Run("fenchel", (("loss", "cross_entropy"),), epochs=10, paper=0.976))),
     "fig3": Figure(
         "Fig. 3 (Gu et al. 2020): MNIST LeNet-5, cross-entropy (paper: 20 epochs)",
         "lenet5",
-        (Run("sgd", ("--loss", "cross_entropy"), epochs=2, paper=0.986),
-         Run("adam", ("--loss", "cross_entropy"), epochs=2, paper=0.989),
-         Run("fenchel", ("--loss", "cross_entropy"), epochs=2, paper=0.990))),
+        (Run("sgd", (("loss", "cross_entropy"),), epochs=2, paper=0.986),
+         Run("adam", (("loss", "cross_entropy"),), epochs=2, paper=0.989),
+         Run("fenchel", (("loss", "cross_entropy"),), epochs=2, paper=0.990))),
 }
 
 
-def _argv(fig: Figure, run: Run, *, data_dir: str | None, epochs: int | None, out: Path,
-          seed: int, backend: str) -> list[str]:
-    argv = ["train", "--model", run.model, "--arch", fig.arch, *run.args,
-            "--epochs", str(epochs if epochs is not None else run.epochs),
-            "--seed", str(seed), "--backend", backend, "--out", str(out / run.name)]
-    if data_dir is not None:
-        argv[1:1] = ["--data-dir", str(data_dir)]
-    return argv
+def _options(fig: Figure, run: Run, *, epochs: int | None, seed: int, backend: str) -> dict:
+    return {"arch": fig.arch, **dict(run.options),
+            "epochs": epochs if epochs is not None else run.epochs, "seed": seed, "backend": backend}
 
 
 def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
@@ -97,7 +95,8 @@ def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = N
              models: list[str] | None = None) -> list[list[str]]:
     """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure``."""
     fig = _figure(figure)
-    return [_argv(fig, r, data_dir=data_dir, epochs=epochs, out=Path(out), seed=seed, backend=backend)
+    return [command_line(r.model, _options(fig, r, epochs=epochs, seed=seed, backend=backend),
+                         data_dir=data_dir, out=str(Path(out) / r.name))
             for r in _select(fig, models)]
 
 
@@ -124,24 +123,19 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
 
     Returns the results dict (also written to ``OUT/results.json``).
     """
-    from . import cli
-
     fig = _figure(figure)
     runs = _select(fig, models)
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     rows = []
     for run in runs:
-        argv = _argv(fig, run, data_dir=data_dir, epochs=epochs, out=outp, seed=seed, backend=backend)
-        if quiet:
-            argv.append("--quiet")
+        opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend)
+        argv = command_line(run.model, opts, data_dir=data_dir, out=str(outp / run.name))
         print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
-        rc = cli.main(argv)
-        if rc != 0:
-            raise InputError(f"run {run.name!r} failed (exit status {rc}): cvx-fenchel {shlex.join(argv)}")
-        hist = History.load(outp / run.name / "history.json")
+        res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet)
+        hist = res["history"]
         n_ep = len(hist.epochs)
-        seconds = float(hist.meta.get("train_seconds", float("nan")))
+        seconds = float(res["seconds"])
         rows.append({"model": run.name, "command": "cvx-fenchel " + shlex.join(argv),
                      "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
                      "test_accuracy_per_epoch": hist.series("test_accuracy"),

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cvx_fenchel import cli
+from cvx_fenchel import cli, experiments
 from cvx_fenchel.datasets import load_mnist
 
 
@@ -28,7 +28,7 @@ def small_mnist(monkeypatch):
         assert dataset == "mnist" and data_dir is None
         return Xtr[:400], ytr[:400], Xte[:200], yte[:200]
 
-    monkeypatch.setattr(cli, "load_data", load)
+    monkeypatch.setattr(experiments, "load_data", load)
 
 
 def test_train_writes_history_and_prints_final_accuracy(tmp_path, capsys, small_mnist):
@@ -46,6 +46,8 @@ def test_train_writes_history_and_prints_final_accuracy(tmp_path, capsys, small_
     # original settings were used: the output layer's gamma is 100 * batch size
     layers = hist["meta"]["network"]["layers"]
     assert layers[-1]["gamma"] == 100.0 * 200 and layers[-1]["coef"] == 10.0
+    assert hist["meta"]["config"]["preset"] == "original" and hist["meta"]["config"]["overrides"] == []
+    assert "settings: preset original; lam 2, rho 0, gamma (10, 20000), coef (1, 10)" in printed
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -87,20 +89,53 @@ def test_unknown_model_is_rejected_by_argparse():
 
 
 def test_model_registry_builds_each_baseline_lazily():
-    import argparse
-    args = argparse.Namespace(arch="784-300-10", loss="mse", loss_given=False, epochs=None,
-                              batch_size=None, seed=0, backend="numpy", dtype=None, quiet=True,
-                              settings=None, lam=1.0, max_iter_x=None, max_iter_w=None,
-                              checkpoint_dir=None, algorithm="batched", w_step="solve", lr=1e-3,
-                              predict_rule="feedforward")
+    opts = {"arch": "784-300-10", "loss": "mse", "seed": 0, "backend": "numpy"}
     for name in ("fenchel", "taylor-admm", "lau-bcd", "lnn"):
-        args.model = name
-        model = cli.build_model(args)
+        model = experiments.build_model(name, opts)
         assert hasattr(model, "fit") and hasattr(model, "predict")
-    assert cli.build_model(argparse.Namespace(**{**vars(args), "model": "lau-bcd"})).hidden == (300,)
+    assert experiments.build_model("lau-bcd", opts).hidden == (300,)
 
 
-@pytest.mark.parametrize("model", sorted(cli.MODELS))
+@pytest.mark.parametrize("flags, needle", [
+    (["--lam", "1.0"], "lam=1 overrides preset original (lam=2)"),
+    (["--gamma", "0.5"], "gamma=0.5 overrides preset original (gamma=(10, 20000))"),
+    (["--K", "2", "--w-first"], "K=2 overrides preset original (K=1); w_first=True overrides"),
+    (["--settings", "plain", "--lam", "0.5"], "settings: preset plain; lam 0.5"),
+    (["--coef", "1", "--rho", "0.01"], "coef=1 overrides preset original (coef=(1, 10)); rho=0.01 "
+                                       "overrides preset original (rho=0)"),
+])
+def test_a_flag_the_preset_fixes_overrides_it_and_the_header_says_so(flags, needle, tmp_path, capsys,
+                                                                      small_mnist):
+    """Every flag for a value the preset fixes (lam, rho, gamma, coef, K, w_first) reaches the
+    config and is named in the printed header with the preset's value; never silently ignored."""
+    out = tmp_path / "o"
+    assert cli.main(["train", "--epochs", "1", "--batch-size", "200", "--max-iter-x", "5",
+                     "--max-iter-w", "5", "--out", str(out), "--quiet", "--backend", "numpy",
+                     *flags]) == 0
+    printed = capsys.readouterr().out
+    assert needle in printed, printed
+    cfg = json.loads((out / "history.json").read_text())["meta"]["config"]
+    names = [f.lstrip("-").replace("-", "_") for f in flags if f.startswith("--") and f != "--settings"]
+    if "plain" not in flags:
+        assert sorted(cfg["overrides"]) == sorted(names)
+    if "--lam" in flags:
+        assert cfg["lam"] == float(flags[flags.index("--lam") + 1])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--model", "sgd", "--lam", "2"], "--lam applies to --model fenchel only"),
+    (["train", "--model", "lau-bcd", "--max-iter-w", "3", "--w-first"], "--max-iter-w, --w-first apply to"),
+    (["train", "--settings", "original", "--arch", "784-100-10"], "'original' preset has settings for"),
+    (["train", "--K", "0"], "K must be an integer >= 1"),
+    (["train", "--lr", "-1"], "lr must be > 0.0"),
+])
+def test_flags_a_model_or_preset_cannot_take_are_errors(argv, needle, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("model", sorted(experiments.MODELS))
 def test_every_model_trains_one_epoch(model, tmp_path, capsys, small_mnist):
     """``cvx-fenchel train --model X --epochs 1`` for every X (on a 400-sample slice)."""
     out = tmp_path / model
@@ -131,7 +166,8 @@ def test_gradient_w_step_and_lifted_prediction_from_the_cli(tmp_path, small_mnis
                      "--epochs", "1", "--batch-size", "200", "--out", str(out), "--quiet",
                      "--backend", "numpy"]) == 0
     hist = json.loads((out / "history.json").read_text())
-    assert hist["meta"]["cli"]["w_step"] == "gradient" and hist["meta"]["cli"]["predict_rule"] == "lifted"
+    assert hist["meta"]["config"]["w_step"] == "gradient" and hist["meta"]["config"]["predict_rule"] == "lifted"
+    assert hist["meta"]["options"]["w_step"] == "gradient"
     assert 0.0 <= hist["epochs"][-1]["test_accuracy"] <= 1.0  # feed-forward, per epoch
     assert 0.0 <= hist["meta"]["final_test_accuracy_lifted"] <= 1.0
 

@@ -1,17 +1,24 @@
-"""BCD trainer: monotone relaxed objective with exact steps, W-step gradients, Adam, lifted
-prediction and the lower bound against CVXPY, checkpoint/resume reproducibility, estimator."""
+"""BCD pass and trainer: monotone relaxed objective with exact steps, gradient W-steps from the
+subproblem, Adam, W-step strategies in the history, lifted prediction and the lower bound against
+CVXPY, checkpoint/resume reproducibility, the estimator and its defaults."""
 
 import warnings
 
 import numpy as np
 import pytest
 
+from cvx_fenchel import bcd
+from cvx_fenchel.config import TrainConfig
 from cvx_fenchel.errors import ConvergenceWarning, InputError, UnknownNameError
 from cvx_fenchel.estimator import FenchelClassifier
-from cvx_fenchel.network import AvgPool2D, Conv2D, Dense, Flatten, Network
-from cvx_fenchel.trainer import Adam, BCDTrainer, lower_bound, lower_bound_curve, predict_lifted
+from cvx_fenchel.network import Layer, Network
+from cvx_fenchel.trainer import BCDTrainer, lower_bound, lower_bound_curve, predict_lifted
 
 TIGHT = dict(tol_x=1e-9, tol_w=1e-9, max_iter_x=5000, max_iter_w=5000)
+
+
+def Dense(n_out, activation="relu", **kw):
+    return Layer("dense", n_out=n_out, activation=activation, **kw)
 
 
 def _data(m, shape, k, seed=0):
@@ -27,7 +34,8 @@ def _dense(loss="cross_entropy", rho=0.01, **kw):
 
 
 def _conv():
-    return Network((6, 6, 1), [Conv2D(2, 3, lam=1.0), AvgPool2D(2), Flatten(), Dense(3, None)], rho=0.01)
+    return Network((6, 6, 1), [Layer("conv2d", c_out=2, kernel=3, lam=1.0), Layer("avgpool2d", size=2),
+                               Layer("flatten"), Dense(3, None)], rho=0.01)
 
 
 @pytest.mark.parametrize("make, shape, loss", [
@@ -37,79 +45,116 @@ def _conv():
 ])
 def test_exact_bcd_steps_never_increase_relaxed_objective(make, shape, loss):
     """With coef = 1 every step minimises J over its block, so J is non-increasing step by step
-    (Algorithm 1, gamma = 0), and the X-steps move X away from the feed-forward point."""
+    (Algorithm 1, gamma = 0), and the X-steps move X away from the feed-forward point; bcd_pass
+    (two sweeps) ends at the same point as the steps one by one."""
     net = make()
     X, Y, y = _data(12, shape, 3)
-    tr = BCDTrainer(net, seed=1, algorithm="full", **TIGHT)
-    tr.init_batch(X, Y)
-    values = [tr.relaxed_objective()]
+    cfg = TrainConfig(algorithm="full", K=2, dtype="float64", **TIGHT)
+    W = net.init_weights(1)
+    Xs, Yd = bcd.feed_forward(net, W, X, Y, np)
+    J = lambda W, Xs: net.relaxed_objective(Xs, Yd, W, W)  # noqa: E731
+    values = [J(W, Xs)]
+    w, xs = list(W), list(Xs)
     for _ in range(2):
         for l in range(net.L, 0, -1):
-            tr.x_step(l)
-            values.append(tr.relaxed_objective())
+            xs, _ = bcd.x_step(net, cfg, w, xs, Yd, l)
+            values.append(J(w, xs))
         for l in range(net.L, -1, -1):
-            tr.w_step(l)
-            values.append(tr.relaxed_objective())
+            w, _, method, _ = bcd.w_step(net, cfg, w, xs, Yd, W, l)
+            values.append(J(w, xs))
     diffs = np.diff(values)
     assert np.all(diffs <= 1e-8 * max(1.0, abs(values[0]))), diffs
     assert values[-1] < values[0] - 1e-3
+    before = [x.copy() for x in Xs] + [a.copy() for pair in W for a in pair]
+    res = bcd.bcd_pass(net, cfg, W, Xs, Yd, W)
+    assert J(res.weights, res.Xs) == pytest.approx(values[-1], rel=1e-12)
+    after = list(Xs) + [a for pair in W for a in pair]
+    assert all(np.array_equal(u, v) for u, v in zip(before, after))  # arguments not modified
 
 
-def test_sweep_order_and_w_first():
+def test_sweep_order_w_first_and_index_errors(monkeypatch):
     net = _dense()
     X, Y, _ = _data(8, (6,), 3)
     calls = []
-    tr = BCDTrainer(net, w_first=True, **TIGHT)
-    tr.x_step = lambda l, **k: calls.append(("x", l))
-    tr.w_step = lambda l, **k: calls.append(("w", l))
-    tr.init_batch(X, Y)
-    tr.sweep()
+    monkeypatch.setattr(bcd, "x_step", lambda n, c, w, xs, Y, l: calls.append(("x", l)) or
+                        (xs, type("R", (), {"converged": True})()))
+    monkeypatch.setattr(bcd, "w_step", lambda n, c, w, xs, Y, W0, l, adam: calls.append(("w", l)) or
+                        (w, adam, "m", True))
+    W = net.init_weights(0)
+    Xs, Yd = bcd.feed_forward(net, W, X, Y, np)
+    bcd.bcd_pass(net, TrainConfig(w_first=True, K=1), W, Xs, Yd, W)
     assert calls == [("w", 2), ("w", 1), ("w", 0), ("x", 2), ("x", 1)]
+    calls.clear()
+    bcd.bcd_pass(net, TrainConfig(K=2), W, Xs, Yd, W)
+    assert calls == [("x", 2), ("x", 1), ("w", 2), ("w", 1), ("w", 0)] * 2
+    monkeypatch.undo()
     with pytest.raises(InputError, match="x_step index"):
-        tr.x_problem(0)
+        bcd.x_problem(net, W, Xs, Yd, 0)
     with pytest.raises(InputError, match="w_step index"):
-        tr.w_problem(3)
+        bcd.w_problem(net, Xs, Yd, W, 3)
     with pytest.raises(InputError, match="no batch loaded"):
-        BCDTrainer(net).sweep()
+        BCDTrainer(net).relaxed_objective()
     with pytest.raises(UnknownNameError):
         BCDTrainer(net, algorithm="minibatch")
     with pytest.raises(InputError, match="Y must have shape"):
-        tr.init_batch(X, Y[:, :2])
+        BCDTrainer(net).init_batch(X, Y[:, :2])
 
 
-@pytest.mark.parametrize("l", [0, 1, 2])
-def test_w_gradient_matches_finite_differences_of_subproblem(l):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_gradient_w_step_uses_the_subproblem_gradient(optimizer):
+    """w_step="gradient" moves (W_l, b_l) along problem.grad of the W-subproblem (ridge and
+    proximal terms included): sgd by exactly lr * grad, Adam's first step by lr * sign(grad)."""
     net = _dense(rho=0.3, gamma=0.7)
     X, Y, _ = _data(9, (6,), 3, seed=4)
-    tr = BCDTrainer(net, seed=2)
-    tr.init_batch(X, Y)
+    W = net.init_weights(2)
+    Xs, Yd = bcd.feed_forward(net, W, X, Y, np)
     rng = np.random.default_rng(5)
-    tr.W0 = [(W + 0.1 * rng.standard_normal(W.shape), b + 0.1) for W, b in tr.weights]
-    tr.Xs[1] = tr.Xs[1] + rng.random(tr.Xs[1].shape)  # off the feed-forward point
-    prob = tr.w_problem(l)
-    dW, db = tr.w_gradient(l)
-    W, b = tr.weights[l]
-    EW, Eb = rng.standard_normal(W.shape), rng.standard_normal(b.shape)
-    h = 1e-6
-    fd = (prob.objective((W + h * EW, b + h * Eb)) - prob.objective((W - h * EW, b - h * Eb))) / (2 * h)
-    assert fd == pytest.approx(np.sum(dW * EW) + np.sum(db * Eb), rel=1e-6)
+    W0 = [(A + 0.1 * rng.standard_normal(A.shape), b + 0.1) for A, b in W]
+    Xs[1] = Xs[1] + rng.random(Xs[1].shape)  # off the feed-forward point
+    cfg = TrainConfig(w_step="gradient", optimizer=optimizer, lr=0.01, dtype="float64")
+    for l in range(3):
+        g = bcd.w_problem(net, Xs, Yd, W0, l).grad(W[l])
+        new, adam, method, conv = bcd.w_step(net, cfg, W, Xs, Yd, W0, l, {})
+        assert method == optimizer and conv
+        step = [g_ if optimizer == "sgd" else g_ / (np.abs(g_) + 1e-8) for g_ in g]
+        for a, b, s in zip(W[l], new[l], step):
+            np.testing.assert_allclose(b, a - 0.01 * s, rtol=1e-10, atol=1e-14)
+        assert (l in adam) == (optimizer == "adam")
 
 
 def test_adam_step_formula_and_gradient_training():
-    opt = Adam(lr=0.01)
     x = (np.array([1.0, -2.0]), np.array([0.5]))
     g = (np.array([0.3, -0.1]), np.array([2.0]))
-    out = opt.step(0, x, g)
+    out, mom = bcd.adam_step(x, g, None, lr=0.01)
     # first Adam step: m_hat = g, v_hat = g^2, so x - lr * g / (|g| + eps)
     for a, d, o in zip(x, g, out):
         np.testing.assert_allclose(o, a - 0.01 * d / (np.abs(d) + 1e-8), rtol=1e-12)
+    assert mom.t == 1
+    out2, mom2 = bcd.adam_step(out, g, mom, lr=0.01)
+    assert mom2.t == 2 and np.allclose(mom2.m[0], 0.9 * 0.1 * g[0] + 0.1 * g[0])
     net = _dense()
     X, Y, y = _data(40, (6,), 3)
     for optimizer in ("adam", "sgd"):
-        tr = BCDTrainer(net, w_step="gradient", optimizer=optimizer, lr=1e-3, seed=0)
+        tr = BCDTrainer(net, w_step="gradient", optimizer=optimizer, lr=1e-3, seed=0, batch_size=10)
         before = [W.copy() for W, _ in tr.weights]
-        tr.fit(X, Y, y, epochs=1, batch_size=10)
+        tr.fit(X, Y, y, epochs=1)
         assert all(not np.array_equal(a, W) for a, (W, _) in zip(before, tr.weights))
+        assert tr.history.batches[0]["w_methods"] == [optimizer] * 3
+
+
+def test_history_records_the_w_step_strategy_of_every_layer():
+    """Each batch record names, per layer, the strategy its W-step took (FastResult.method):
+    the MSE output layer of a dense net is a ridge closed form; hidden layers with few samples
+    and rho + gamma > 0 run in sample space."""
+    net = Network((6,), [Dense(5, lam=1.5, rho=0.1), Dense(3, None, rho=0.1)], loss="mse")
+    X, Y, y = _data(8, (6,), 3)
+    tr = BCDTrainer(net, batch_size=4, seed=0)
+    tr.fit(X, Y, y, epochs=1)
+    methods = [r["w_methods"] for r in tr.history.batches]
+    assert len(methods) == 2
+    for m in methods:
+        assert m[1] == "closed-form"
+        assert m[0] in ("sample-space", "gram", "fista", "closed-form") and m[0] == "sample-space"
 
 
 def test_predict_lifted_mse_is_feed_forward_and_ce_matches_cvxpy():
@@ -140,14 +185,14 @@ def test_lower_bound_certificate_below_network_loss_nondecreasing_and_matches_cv
     w = [(W * 2, b) for W, b in net.init_weights(3)]
     X, Y, _ = _data(6, (5,), 3, seed=2)
     curve = lower_bound_curve(net, w, X, Y, [0.01, 0.1, 1.0, 10.0, 100.0], tol=1e-11, max_iter=50000)
-    Gs = [c["G"] for c in curve]
-    p = curve[0]["p"]
+    Gs = [c.G for c in curve]
+    p = curve[0].p
     assert p == pytest.approx(net.network_loss(X, Y, w), rel=1e-12)
     assert all(G <= p + 1e-9 for G in Gs)
     assert all(b >= a - 1e-8 for a, b in zip(Gs, Gs[1:]))
     assert p - Gs[-1] < p - Gs[0]
     cv = lower_bound(net, w, X, Y, 1.0, method="cvxpy")
-    assert cv["G"] == pytest.approx(curve[2]["G"], rel=1e-6)
+    assert cv.G == pytest.approx(curve[2].G, rel=1e-6) and cv.method == "cvxpy"
     with pytest.raises(InputError, match="one hidden layer"):
         lower_bound(_dense(), _dense().init_weights(0), X[:, :5].repeat(2, 1)[:, :6], Y)
 
@@ -155,13 +200,13 @@ def test_lower_bound_certificate_below_network_loss_nondecreasing_and_matches_cv
 def _train(tr, X, Y, y, epochs, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return tr.fit(X, Y, y, epochs=epochs, batch_size=10, **kw)
+        return tr.fit(X, Y, y, epochs=epochs, **kw)
 
 
 def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
     net = Network((6,), [Dense(5, lam=2.0, gamma=1.0), Dense(3, None, gamma=5.0, coef=3.0)])
     X, Y, y = _data(30, (6,), 3, seed=3)
-    kw = dict(seed=11, tol_x=1e-6, tol_w=1e-6, max_iter_x=50, max_iter_w=50)
+    kw = dict(seed=11, tol_x=1e-6, tol_w=1e-6, max_iter_x=50, max_iter_w=50, batch_size=10)
     straight = BCDTrainer(net, **kw)
     _train(straight, X, Y, y, 2)
     # 1 epoch, checkpoint, fresh process state, resume for the 2nd epoch
@@ -183,11 +228,24 @@ def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(killed, X, Y, y, 2, checkpoint_dir=tmp_path / "b", checkpoint_every=1, callback=kill)
     again = BCDTrainer.load(tmp_path / "b")
-    assert (again.epoch, again.batch) == (1, 2) and again.adam is not None
+    assert (again.epoch, again.batch) == (1, 2) and sorted(again.state.adam) == [0, 1]
     _train(again, X, Y, y, 2)
     ref = BCDTrainer(net, w_step="gradient", **kw)
     _train(ref, X, Y, y, 2)
     for (W1, b1), (W2, b2) in zip(ref.weights, again.weights):
+        assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
+    assert [r["relaxed_objective"] for r in again.history.batches] == \
+        [r["relaxed_objective"] for r in ref.history.batches]
+    assert again.config == ref.config
+    # Algorithm 1 keeps its lifted X across epochs: they travel in the checkpoint
+    full = dict(kw, algorithm="full")
+    ref = BCDTrainer(net, **full)
+    _train(ref, X, Y, y, 3)
+    part = BCDTrainer(net, **full)
+    _train(part, X, Y, y, 2, checkpoint_dir=tmp_path / "c")
+    cont = BCDTrainer.load(tmp_path / "c")
+    _train(cont, X, Y, y, 3)
+    for (W1, b1), (W2, b2) in zip(ref.weights, cont.weights):
         assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
 
 
@@ -208,7 +266,8 @@ def test_full_batch_algorithm_and_history(tmp_path):
 
 def test_estimator_fit_predict_and_validation():
     X, _, y = _data(60, (6,), 3, seed=1)
-    clf = FenchelClassifier(arch="6-8-3", lam=1.0, epochs=2, batch_size=20, seed=0, backend="numpy")
+    clf = FenchelClassifier(arch="6-8-3", lam=1.0, epochs=2, batch_size=20, seed=0, backend="numpy",
+                            dtype="float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y, X_test=X, y_test=y)
@@ -242,7 +301,7 @@ def test_original_settings_full_mnist_one_epoch():
     if not d.is_dir():
         pytest.skip("full MNIST not found")
     Xtr, ytr, Xte, yte = load_mnist(d, normalize=True, flatten=True)
-    clf = FenchelClassifier(settings="original", epochs=1, dtype="float32", max_iter_x=50, max_iter_w=30)
+    clf = FenchelClassifier()  # the main command's config: original settings, 1 epoch, float32
     clf.fit(Xtr, ytr, X_test=Xte, y_test=yte)
     assert clf.history_.epochs[-1]["test_accuracy"] >= 0.93  # measured 0.9383 (README)
 
@@ -255,8 +314,8 @@ def test_history_tracks_the_certificate_per_epoch_and_plots_it(tmp_path):
     X = rng.random((60, 8))
     y = rng.integers(0, 3, 60)
     net = Network((8,), [Dense(6, "relu", lam=2.0), Dense(3, None)], loss="cross_entropy")
-    tr = BCDTrainer(net, seed=0)
-    tr.fit(X, np.eye(3)[y], y, epochs=2, batch_size=30)
+    tr = BCDTrainer(net, seed=0, batch_size=30)
+    tr.fit(X, np.eye(3)[y], y, epochs=2)
     eps = tr.history.epochs
     assert len(eps) == 2
     for e in eps:
@@ -282,3 +341,31 @@ def test_atomic_write_gives_normal_permissions_and_replaces(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
     assert [q.name for q in tmp_path.iterdir()] == ["out.json"]  # no temporary file left behind
+
+
+def test_estimator_defaults_are_the_main_commands_config():
+    """FenchelClassifier() with every default builds exactly the config of `cvx-fenchel train`;
+    a given parameter that the preset fixes overrides it and is recorded."""
+    from cvx_fenchel.experiments import fenchel_config
+    from cvx_fenchel.config import preset
+    assert FenchelClassifier().make_config() == fenchel_config({}) == preset("original")
+    clf = FenchelClassifier(lam=1.0, batch_size=100)
+    cfg = clf.make_config()
+    assert cfg.lam == 1.0 and cfg.overrides == ("lam",) and cfg.gamma == (10.0, 100.0 * 100)
+    assert FenchelClassifier(arch="6-8-3").make_config().preset == "plain"
+    assert FenchelClassifier(settings=None).make_config() == TrainConfig()
+    params = FenchelClassifier(lr=0.1).get_params()
+    assert params["lr"] == 0.1 and params["settings"] == "auto"
+    assert FenchelClassifier(**params).get_params() == params  # sklearn clone()
+
+
+def test_estimator_one_epoch_on_the_shipped_subset_matches_the_main_command():
+    """1 epoch with the defaults on the embedded MNIST subset: the main command's 0.9160
+    (README), within 0.01 (images given as (n, 28, 28), flattened by the estimator)."""
+    from cvx_fenchel.datasets import load_mnist
+    Xtr, ytr, Xte, yte = load_mnist(normalize=True)
+    clf = FenchelClassifier(backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(Xtr, ytr)
+    assert abs(clf.score(Xte, yte) - 0.9160) <= 0.01

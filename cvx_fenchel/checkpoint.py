@@ -1,0 +1,112 @@
+"""Checkpoints of a training run: ``weights-<epoch>-<batch>.npz`` plus ``state.json``.
+
+* the npz holds the weights ``W_l``, ``b_l``, Adam's moments ``adam_{m|v}_{l}_{0|1}`` and, for
+  Algorithm 1, the lifted variables ``X_l`` (``l >= 1``);
+* ``state.json`` holds the network description, the :class:`~cvx_fenchel.config.TrainConfig`,
+  the position (epoch, batch), the RNG state, Adam's step counts and the history, and names the
+  npz it belongs to.
+
+Both are written atomically, the JSON last, so a run killed at any moment leaves the previous
+checkpoint or the new one, never a mix. :func:`load_checkpoint` also reads the format of earlier
+versions (``"settings"`` instead of ``"config"``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backend import to_numpy
+from .bcd import AdamMoments, TrainState
+from .config import TrainConfig
+from .errors import InputError
+from .history import History, atomic_write_bytes
+from .network import Network
+
+__all__ = ["save_checkpoint", "load_checkpoint", "STATE_FILE", "FORMAT"]
+
+STATE_FILE = "state.json"
+FORMAT = 2
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_checkpoint(directory: str | os.PathLike, network: Network, config: TrainConfig,
+                    state: TrainState, history: History) -> Path:
+    """Write a checkpoint of ``state`` into ``directory`` (created); returns the npz path.
+    Older npz files of the folder are removed once the new state points elsewhere."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for l, (W, b) in enumerate(state.weights):
+        arrays[f"W_{l}"] = to_numpy(W)
+        arrays[f"b_{l}"] = to_numpy(b)
+    for l, mom in state.adam.items():
+        for key in ("m", "v"):
+            for i, a in enumerate(getattr(mom, key)):
+                arrays[f"adam_{key}_{l}_{i}"] = to_numpy(a)
+    if config.algorithm == "full" and state.Xs is not None:
+        for l, Xl in enumerate(state.Xs[1:], start=1):
+            if Xl is not None:
+                arrays[f"X_{l}"] = to_numpy(Xl)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    npz_name = f"weights-{state.epoch}-{state.batch}.npz"
+    atomic_write_bytes(d / npz_name, buf.getvalue())
+    doc = {"format": FORMAT, "npz": npz_name, "network": network.to_dict(),
+           "config": config.to_dict(), "epoch": state.epoch, "batch": state.batch,
+           "rng_state": state.rng_state, "adam": {str(l): m.t for l, m in state.adam.items()},
+           "history": history.to_dict()}
+    atomic_write_bytes(d / STATE_FILE, json.dumps(doc, default=_json_default).encode())
+    for old in d.glob("weights-*.npz"):  # keep only the npz the state points at
+        if old.name != npz_name:
+            try:
+                old.unlink()
+            except OSError:
+                pass
+    return d / npz_name
+
+
+def load_checkpoint(directory: str | os.PathLike, *, xp: Any = np, network: Network | None = None
+                    ) -> tuple[Network, TrainConfig, TrainState, History]:
+    """``(network, config, state, history)`` of the checkpoint in ``directory``. For Algorithm 1
+    ``state.Xs`` is ``[None, X_1, ..., X_L]`` (the data ``X_0`` is not stored).
+
+    Raises InputError when the folder holds no readable checkpoint."""
+    d = Path(directory)
+    try:
+        doc = json.loads((d / STATE_FILE).read_text())
+        arrays = np.load(d / doc["npz"], allow_pickle=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"no readable checkpoint in {d} ({type(exc).__name__}: {exc})") from None
+    net = network if network is not None else Network.from_dict(doc["network"])
+    if "config" in doc:
+        config = TrainConfig.from_dict(doc["config"])
+        t = {int(l): int(v) for l, v in (doc.get("adam") or {}).items()}
+    else:  # format 1: the trainer's settings dict; Adam's meta with step counts under "t"
+        config = TrainConfig(**doc["settings"], loss=net.loss, dtype=net.dtype.name)
+        t = {int(l): int(v) for l, v in ((doc.get("adam") or {}).get("t") or {}).items()}
+    n = len(net.layers)
+    weights = net.check_weights([(arrays[f"W_{l}"], arrays[f"b_{l}"]) for l in range(n)], xp)
+    adam = {l: AdamMoments(tl, tuple(xp.asarray(arrays[f"adam_m_{l}_{i}"]) for i in range(2)),
+                           tuple(xp.asarray(arrays[f"adam_v_{l}_{i}"]) for i in range(2)))
+            for l, tl in t.items()}
+    Xs = None
+    if config.algorithm == "full" and "X_1" in arrays:
+        Xs = [None] + [xp.asarray(arrays[f"X_{l}"]) for l in range(1, n)]
+    state = TrainState(weights, Xs=Xs, epoch=int(doc["epoch"]), batch=int(doc["batch"]),
+                       rng_state=doc.get("rng_state"), adam=adam)
+    return net, config, state, History.from_dict(doc["history"])

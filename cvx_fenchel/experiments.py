@@ -1,0 +1,222 @@
+"""Train one model from its settings and write its results: the library behind ``cvx-fenchel
+train`` and ``cvx-fenchel reproduce``.
+
+:func:`train` takes a model name (``fenchel`` or a baseline of :data:`MODELS`) and a dict of
+options (the command line's flags, only those given), loads the data, trains, and writes
+``OUT/history.json`` and ``OUT/history.png``. For ``fenchel`` the options become one
+:class:`~cvx_fenchel.config.TrainConfig` via :func:`~cvx_fenchel.config.preset` (option
+``settings``: ``auto``, ``original`` or ``plain``); the printed header shows the config and every
+option that overrode a value of the preset. Options a model does not use are an error naming the
+option and the model (never silently ignored).
+
+:func:`command_line` gives the ``cvx-fenchel train`` arguments equivalent to a call (what
+``reproduce`` records next to each result).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import TrainConfig, describe, preset
+from .errors import InputError, UnknownNameError
+from .history import History
+
+__all__ = ["train", "build_model", "fenchel_config", "load_data", "command_line", "MODELS",
+           "DATASETS", "OPTIONS"]
+
+DATASETS = ("mnist", "cifar10")
+
+#: Options of :func:`train` (the ``cvx-fenchel train`` flags, without dashes).
+OPTIONS = ("arch", "loss", "epochs", "batch_size", "backend", "seed", "dtype", "settings", "lam",
+           "rho", "gamma", "coef", "K", "w_first", "algorithm", "w_step", "optimizer", "lr",
+           "tol_x", "tol_w", "max_iter_x", "max_iter_w", "predict_rule", "checkpoint_dir")
+_COMMON = ("arch", "loss", "epochs", "seed", "dtype")
+
+
+def fenchel_config(options: dict) -> TrainConfig:
+    """The :class:`TrainConfig` of ``options`` (``settings`` names the preset, default ``auto``)."""
+    opts = {k: v for k, v in options.items() if k not in ("checkpoint_dir", "settings", "verbose")}
+    return preset(options.get("settings") or "auto", **opts)
+
+
+def _fenchel(opts: dict, verbose: bool) -> Any:
+    from .estimator import FenchelClassifier
+    cfg = fenchel_config(opts)
+    return FenchelClassifier(settings=cfg.preset, **{k: v for k, v in opts.items()
+                                                     if k not in ("settings", "checkpoint_dir")},
+                             verbose=verbose, checkpoint_dir=opts.get("checkpoint_dir"))
+
+
+def _hidden(arch: str) -> tuple[int, ...]:
+    from .network import dense_layers
+    _, layers = dense_layers(arch)
+    return tuple(ly.param("n_out") for ly in layers[:-1])
+
+
+def _torch(optimizer: str) -> Callable[[dict, bool], Any]:
+    def make(o: dict, verbose: bool) -> Any:
+        try:
+            from .baselines.torch_nets import TorchNetClassifier
+        except ImportError as exc:
+            raise UnknownNameError(f"the {optimizer} baseline needs PyTorch (pip install "
+                                   f"'cvx-fenchel[baselines]'): {exc}") from None
+        return TorchNetClassifier(arch=o.get("arch", "784-300-10"), optimizer=optimizer,
+                                  loss=o.get("loss", "cross_entropy"), epochs=o.get("epochs", 10),
+                                  batch_size=o.get("batch_size", 100), seed=o.get("seed", 0),
+                                  device="cuda" if o.get("backend") == "cupy" else "cpu",
+                                  verbose=verbose, dtype=o.get("dtype", "float32"))
+    return make
+
+
+def _full_batch_mse(name: str, cls_name: str) -> Callable[[dict, bool], Any]:
+    """A full-batch MSE baseline (``epochs`` = iterations)."""
+    def make(o: dict, verbose: bool) -> Any:
+        if o.get("loss", "mse") != "mse":
+            raise InputError(f"model {name!r} trains with the MSE loss only; drop --loss or use --loss mse")
+        if name == "taylor-admm":
+            from .baselines import admm as mod
+        else:
+            from .baselines import lau_bcd as mod
+        kw = {} if "epochs" not in o else {"n_iter": o["epochs"]}
+        return getattr(mod, cls_name)(hidden=_hidden(o.get("arch", "784-300-10")), seed=o.get("seed", 0),
+                                      backend=o.get("backend", "auto"), dtype=o.get("dtype", "float64"),
+                                      verbose=verbose, **kw)
+    return make
+
+
+def _lnn(o: dict, verbose: bool) -> Any:
+    from .baselines.lnn import LNNClassifier
+    kw = {} if "epochs" not in o else {"epochs": o["epochs"]}
+    return LNNClassifier(hidden=_hidden(o.get("arch", "784-300-10")), loss=o.get("loss", "cross_entropy"),
+                         batch_size=o.get("batch_size"), seed=o.get("seed", 0),
+                         backend=o.get("backend", "auto"), dtype=o.get("dtype", "float64"),
+                         verbose=verbose, **kw)
+
+
+#: Model name -> (factory(options, verbose), the options it uses).
+MODELS: dict[str, tuple[Callable[[dict, bool], Any], tuple[str, ...]]] = {
+    "fenchel": (_fenchel, OPTIONS),
+    "lnn": (_lnn, _COMMON + ("batch_size", "backend")),
+    "taylor-admm": (_full_batch_mse("taylor-admm", "TaylorADMMClassifier"), _COMMON + ("backend",)),
+    "lau-bcd": (_full_batch_mse("lau-bcd", "LauBCDClassifier"), _COMMON + ("backend",)),
+    "sgd": (_torch("sgd"), _COMMON + ("batch_size", "backend")),
+    "adam": (_torch("adam"), _COMMON + ("batch_size", "backend")),
+}
+
+
+def _check_options(model: str, options: dict) -> dict:
+    if model not in MODELS:
+        raise UnknownNameError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown}; choose from {OPTIONS}")
+    unused = sorted(set(opts) - set(MODELS[model][1]))
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise InputError(f"{flags} appl{'ies' if len(unused) == 1 else 'y'} to --model fenchel only, "
+                         f"not to --model {model}")
+    return opts
+
+
+def build_model(model: str, options: dict | None = None, *, verbose: bool = False) -> Any:
+    """The estimator of ``model`` built from ``options`` (checked; see :func:`train`)."""
+    opts = _check_options(model, options or {})
+    return MODELS[model][0](opts, verbose)
+
+
+def load_data(dataset: str, data_dir: str | None, arch: str) -> tuple:
+    """``(X_train, y_train, X_test, y_test)`` in [0, 1]: flat for dense archs, images for LeNet-5."""
+    from . import datasets
+    from .network import is_lenet5
+    conv = is_lenet5(arch)
+    if dataset == "mnist":
+        return datasets.load_mnist(data_dir, normalize=True, flatten=not conv)
+    if dataset == "cifar10":
+        if data_dir is None:
+            raise InputError("--dataset cifar10 needs --data-dir (the cifar-10-batches-py folder "
+                             "or its parent)")
+        Xtr, ytr, Xte, yte = datasets.load_cifar10(data_dir, normalize=True)
+        if not conv:
+            Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
+        return Xtr, ytr, Xte, yte
+    raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+
+
+def command_line(model: str, options: dict | None = None, *, dataset: str = "mnist",
+                 data_dir: str | None = None, out: str | None = None) -> list[str]:
+    """``cvx-fenchel`` arguments equivalent to ``train(model, options, ...)``."""
+    argv = ["train"] + (["--data-dir", str(data_dir)] if data_dir is not None else []) + \
+        ["--model", model] + (["--dataset", dataset] if dataset != "mnist" else [])
+    for k, v in (options or {}).items():
+        if v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            argv += [flag] if v else []
+        elif isinstance(v, (tuple, list)):
+            argv += [flag] + [str(x) for x in v]
+        else:
+            argv += [flag, str(v)]
+    return argv + (["--out", str(out)] if out is not None else [])
+
+
+def train(model: str = "fenchel", options: dict | None = None, *, dataset: str = "mnist",
+          data_dir: str | None = None, out: str | Path = "runs/train", quiet: bool = False,
+          log: Callable[[str], None] = print) -> dict:
+    """Train ``model`` with ``options`` and write ``OUT/history.json`` and ``OUT/history.png``.
+
+    ``options``: the ``cvx-fenchel train`` flags given (:data:`OPTIONS`, ``None`` values
+    dropped); a model rejects options it does not use. ``quiet``: no progress bar and no
+    warnings. ``log``: where the header and the final line go.
+
+    Returns ``{"model", "history" (History), "test_accuracy", "rule", "seconds", "out",
+    "config" (TrainConfig or None)}``; ``test_accuracy`` is the last epoch's (feed-forward rule),
+    or the score by ``predict_rule`` when that is ``lifted``.
+    """
+    opts = _check_options(model, options or {})
+    if dataset not in DATASETS:
+        raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    arch = opts.get("arch", "784-300-10")
+    config = fenchel_config(opts) if model == "fenchel" else None
+    est = build_model(model, opts, verbose=not quiet)
+    Xtr, ytr, Xte, yte = load_data(dataset, data_dir, arch)
+    loss = config.loss if config is not None else getattr(est, "loss", opts.get("loss", "mse"))
+    log(f"training {model} {arch} ({loss}) on {dataset} [{data_dir or 'embedded MNIST subset'}]: "
+        f"{len(Xtr)} train / {len(Xte)} test samples")
+    if config is not None:
+        log(describe(config))
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
+    seconds = time.perf_counter() - t0
+    hist: History = est.history_
+    if hist.meta.get("model") not in (None, model):
+        hist.meta["estimator"] = hist.meta["model"]
+    out = Path(out)
+    hist.meta.update({"model": model, "options": dict(opts), "dataset": dataset,
+                      "data_dir": data_dir, "command": command_line(model, opts, dataset=dataset,
+                                                                    data_dir=data_dir, out=str(out)),
+                      "train_seconds": seconds})
+    acc = hist.last.get("test_accuracy")  # the feed-forward rule, per epoch
+    rule = config.predict_rule if config is not None else "feedforward"
+    if acc is None or rule != "feedforward":
+        acc = est.score(Xte, yte)
+        hist.meta[f"final_test_accuracy_{rule}"] = acc
+    out.mkdir(parents=True, exist_ok=True)
+    hist.save(out / "history.json")
+    try:
+        hist.plot(out / "history.png", title=f"{model} {arch} on {dataset}")
+    except Exception as exc:  # plotting must not lose a finished run
+        print(f"warning: could not plot history ({type(exc).__name__}: {exc})", file=sys.stderr)
+    log(f"final test accuracy: {acc:.4f}{'' if rule == 'feedforward' else f' ({rule} rule)'}  "
+        f"({seconds:.1f} s training; history in {out})")
+    return {"model": model, "history": hist, "test_accuracy": acc, "rule": rule,
+            "seconds": seconds, "out": out, "config": config}
