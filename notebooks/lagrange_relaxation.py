@@ -64,20 +64,20 @@ data = dict(X=rng.random((m, n0)), Y=np.eye(k)[rng.integers(0, k, m)], W0=rng.no
 lams = np.logspace(-2, 3, 11)
 fast = [lower_bound(**data, lam=lam, tol=1e-11, max_iter=200_000) for lam in lams]
 exact = [lower_bound(**data, lam=lam, method="cvxpy") for lam in lams]
-p = fast[0]["p"]
+p = fast[0].p
 for f, e in zip(fast, exact):
-    assert f["G"] <= p + 1e-9
-    assert abs(f["G"] - e["G"]) <= 1e-6 * max(1, abs(e["G"]))
-Gs = [f["G"] for f in fast]
+    assert f.G <= p + 1e-9
+    assert abs(f.G - e.G) <= 1e-6 * max(1, abs(e.G))
+Gs = [f.G for f in fast]
 assert all(b >= a - 1e-9 for a, b in zip(Gs, Gs[1:]))
 print(f"p(W) = {p:.6f}")
 for lam, f, e in zip(lams, fast, exact):
-    print(f"lambda = {lam:9.3g}   G fast = {f['G']:.8f}   G CVXPY = {e['G']:.8f}")
+    print(f"lambda = {lam:9.3g}   G fast = {f.G:.8f}   G CVXPY = {e.G:.8f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogx(lams, Gs, marker="o", label="G_W(lambda), fast path")
-ax.semilogx(lams, [e["G"] for e in exact], "x", label="G_W(lambda), CVXPY (Clarabel)")
+ax.semilogx(lams, [e.G for e in exact], "x", label="G_W(lambda), CVXPY (Clarabel)")
 ax.axhline(p, color="k", ls="--", label="p(W), the network's loss")
 ax.set_xlabel("lambda")
 ax.set_ylabel("objective")
