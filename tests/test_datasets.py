@@ -207,10 +207,10 @@ def test_idx_round_trip(shape, seed):
     shape = tuple(shape)
     data = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
     raw = bytes([0, 0, 0x08, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape)
-    got = ds._parse_idx(raw + data.tobytes(), "x", shape)
+    got = ds.mnist._parse_idx(raw + data.tobytes(), "x", shape)
     np.testing.assert_array_equal(got, data)
     with pytest.raises(DatasetError, match="longer"):
-        ds._parse_idx(raw + data.tobytes() + b"\x00", "x", shape)
+        ds.mnist._parse_idx(raw + data.tobytes() + b"\x00", "x", shape)
 
 
 # ---------------------------------------------------------------------------

@@ -62,10 +62,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, check_scalar, get_backend, get_namespace, to_numpy
+from ..backend import check_array, check_int, check_scalar, get_backend, get_namespace, to_numpy
 from ..errors import InputError
 from ..solvers import cholesky, cholesky_solve
 from ..history import History
+from ..losses import softmax
 
 __all__ = ["TaylorADMMClassifier", "admm_weight_step", "admm_activation_step",
            "relu_least_squares_step", "admm_last_z_step", "admm_multiplier_step",
@@ -224,12 +225,6 @@ def admm_objective(Y: Any, Ws: list, As: list, Zs: list, lam: Any, beta: float, 
 # estimator plumbing shared with lau_bcd
 # ----------------------------------------------------------------------------------------
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_hidden(hidden: Any) -> tuple[int, ...]:
     if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
         hidden = (hidden,)
@@ -240,7 +235,7 @@ def _check_hidden(hidden: Any) -> tuple[int, ...]:
     if not hidden:
         raise InputError("hidden must name at least one hidden layer, got ()")
     for h in hidden:
-        _check_int(h, "every entry of hidden", 1)
+        check_int(h, "every entry of hidden", 1)
     return tuple(int(h) for h in hidden)
 
 
@@ -275,13 +270,6 @@ def _one_hot(y: np.ndarray, K: int, xp: ModuleType, dtype: Any) -> Any:
     return xp.asarray(Y)
 
 
-def _softmax(S: Any) -> Any:
-    xp, _ = get_namespace(S)
-    S = S - S.max(axis=1, keepdims=True)
-    E = xp.exp(S)
-    return E / E.sum(axis=1, keepdims=True)
-
-
 def _accuracy(scores: Any, y: Any) -> float:
     return float((scores.argmax(axis=1) == y).mean())
 
@@ -314,7 +302,7 @@ class _FullBatchMSEClassifier:
             raise InputError(f"X must be non-empty, got shape {tuple(X.shape)}")
         n_classes = getattr(self, "n_classes", None)
         if n_classes is not None:
-            n_classes = _check_int(n_classes, "n_classes", 2)
+            n_classes = check_int(n_classes, "n_classes", 2)
         y = _check_labels(y, "y", m, n_classes)
         K = n_classes if n_classes is not None else max(int(y.max()) + 1, 2)
         if (X_test is None) != (y_test is None):
@@ -345,7 +333,7 @@ class _FullBatchMSEClassifier:
         """
         X, Y, y_dev, X_test, y_test, xp = self._prepare(X, y, X_test, y_test)
         n_iter = self.n_iter if epochs is None else epochs
-        n_iter = _check_int(n_iter, "epochs" if epochs is not None else "n_iter", 0)
+        n_iter = check_int(n_iter, "epochs" if epochs is not None else "n_iter", 0)
         self.history_ = History(meta={"model": self._model_name, **self._hyper(),
                                       "n_train": int(X.shape[0]), "n_iter": n_iter,
                                       "backend": xp.__name__})
@@ -387,7 +375,7 @@ class _FullBatchMSEClassifier:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax of the network outputs (a normalised score; the model is trained by MSE)."""
-        return to_numpy(_softmax(self.decision_function(X)))
+        return to_numpy(softmax(self.decision_function(X)))
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)``."""
@@ -497,8 +485,8 @@ class TaylorADMMClassifier(_FullBatchMSEClassifier):
         check_scalar(self.ridge, "ridge", low=0.0)
         if self.init_scale is not None:
             check_scalar(self.init_scale, "init_scale", low=0.0, low_inclusive=False)
-        _check_int(self.n_warmup, "n_warmup", 0)
-        _check_int(self.seed, "seed", 0)
+        check_int(self.n_warmup, "n_warmup", 0)
+        check_int(self.seed, "seed", 0)
 
     def _fit(self, X, Y, y, X_test, y_test, n_iter, xp):
         beta, gamma, ridge = float(self.beta), float(self.gamma), float(self.ridge)

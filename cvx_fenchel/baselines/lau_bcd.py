@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_scalar, get_namespace
+from ..backend import check_int, check_scalar, get_namespace
 from ..solvers import cholesky, cholesky_solve
-from .admm import (_add_diag, _check_int, _FullBatchMSEClassifier, _init_weights,
+from .admm import (_add_diag, _FullBatchMSEClassifier, _init_weights,
                    relu_least_squares_step, spd_solve)
 
 __all__ = ["LauBCDClassifier", "bcd_output_v_step", "bcd_output_u_step", "bcd_hidden_v_step",
@@ -230,7 +230,7 @@ class LauBCDClassifier(_FullBatchMSEClassifier):
         check_scalar(self.alpha, "alpha", low=0.0, low_inclusive=False)
         check_scalar(self.init_scale, "init_scale", low=0.0, low_inclusive=False)
         check_scalar(self.bias_init, "bias_init", low=None)
-        _check_int(self.seed, "seed", 0)
+        check_int(self.seed, "seed", 0)
 
     def _fit(self, X, Y, y, X_test, y_test, n_iter, xp):
         gamma, rho, alpha = float(self.gamma), float(self.rho), float(self.alpha)

@@ -62,12 +62,13 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_scalar, get_namespace, to_numpy
+from ..backend import check_int, check_scalar, get_namespace, to_numpy
 from ..errors import InputError, UnknownNameError
 from ..history import History
+from ..losses import softmax
 from ..solvers import cholesky, cholesky_solve
 from ..subproblems import LNNSimplexCE, LNNX
-from .admm import _FullBatchMSEClassifier, _accuracy, _check_int, _softmax
+from .admm import _FullBatchMSEClassifier, _accuracy
 
 __all__ = ["LNNClassifier", "lifted_init_weights", "lnn_objective", "lnn_x_step", "lnn_output_step",
            "lnn_w_step", "lnn_gram", "feed_forward"]
@@ -271,17 +272,17 @@ class LNNClassifier(_FullBatchMSEClassifier):
     def _validate_hyper(self) -> None:
         if self.loss not in LOSSES:
             raise UnknownNameError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
-        _check_int(self.n_iter, "n_iter", 0)
+        check_int(self.n_iter, "n_iter", 0)
         if self.batch_size is not None:
-            _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.epochs, "epochs", 1)
+            check_int(self.batch_size, "batch_size", 1)
+        check_int(self.epochs, "epochs", 1)
         check_scalar(self.gamma, "gamma", low=0.0)
         if self.init_scale is not None:
             check_scalar(self.init_scale, "init_scale", low=0.0, low_inclusive=False)
-        _check_int(self.seed, "seed", 0)
+        check_int(self.seed, "seed", 0)
         if self.x_tol is not None:
             check_scalar(self.x_tol, "x_tol", low=0.0, low_inclusive=False)
-        _check_int(self.x_max_iter, "x_max_iter", 1)
+        check_int(self.x_max_iter, "x_max_iter", 1)
         if not isinstance(self.verbose, (bool, np.bool_)):
             raise InputError(f"verbose must be a bool, got {self.verbose!r}")
 
@@ -313,11 +314,11 @@ class LNNClassifier(_FullBatchMSEClassifier):
         self.rho_ = _per_layer(self.rho, n_layers, "rho", positive=False)
         full = self.batch_size is None
         if full:
-            n_iter = self.n_iter if epochs is None else _check_int(epochs, "epochs", 0)
+            n_iter = self.n_iter if epochs is None else check_int(epochs, "epochs", 0)
             n_epochs = 1
         else:
             n_iter = self.n_iter
-            n_epochs = self.epochs if epochs is None else _check_int(epochs, "epochs", 1)
+            n_epochs = self.epochs if epochs is None else check_int(epochs, "epochs", 1)
         self.history_ = History(meta={"model": self._model_name, **self._hyper(),
                                       "n_train": int(X.shape[0]), "n_iter": n_iter,
                                       "n_epochs": n_epochs, "backend": xp.__name__})
@@ -454,7 +455,7 @@ class LNNClassifier(_FullBatchMSEClassifier):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax of the feed-forward outputs (the model's probabilities for cross-entropy,
         a normalised score for MSE)."""
-        return to_numpy(_softmax(self.decision_function(X)))
+        return to_numpy(softmax(self.decision_function(X)))
 
 
 def lifted_init_weights(X: Any, y: Any, hidden: tuple = (300,), **kwargs: Any

@@ -43,9 +43,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..backend import check_array, check_scalar
+from ..backend import check_array, check_int, check_scalar
 from ..errors import BackendError, InputError, UnknownNameError
 from ..history import History
+from ..losses import softmax
+from ..network import is_lenet5
 
 __all__ = ["TorchNetClassifier", "init_weights", "layer_shapes", "parse_arch",
            "INIT_SCHEMES", "LOSSES", "OPTIMIZERS", "DEFAULT_LR", "TORCH_INSTALL_HINT"]
@@ -95,8 +97,7 @@ def parse_arch(arch: Any) -> tuple[str, list[int] | None]:
     (kind, sizes) : ("dense", [n_0, ..., n_L]) or ("lenet5", None)
     """
     if isinstance(arch, str):
-        name = arch.strip().lower().replace("-", "").replace("_", "")
-        if name in ("lenet5", "lenet"):
+        if is_lenet5(arch.strip().replace("_", "")):
             return LENET5, None
         parts = arch.strip().split("-")
         try:
@@ -305,11 +306,11 @@ class TorchNetClassifier:
                              "(or 'lifted') to start from them")
         if self.lr is not None:
             check_scalar(self.lr, "lr", low=0.0, low_inclusive=False)
-        _check_int(self.epochs, "epochs", low=0)
-        _check_int(self.batch_size, "batch_size", low=1)
-        _check_int(self.seed, "seed", low=0)
+        check_int(self.epochs, "epochs", low=0)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_int(self.seed, "seed", low=0)
         if self.eval_every is not None:
-            _check_int(self.eval_every, "eval_every", low=1)
+            check_int(self.eval_every, "eval_every", low=1)
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
         check_scalar(self.momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
         if self.optimizer == "adam" and self.momentum != 0:
@@ -325,10 +326,6 @@ class TorchNetClassifier:
                                f"(torch {torch.__version__})")
 
     # ---------------------------------------------------------------- data handling
-
-    def _torch_dtype(self):
-        torch = _require_torch()
-        return torch.float64 if str(self.dtype) == "float64" else torch.float32
 
     def _prepare_X(self, X: Any, name: str = "X", fitting: bool = False) -> np.ndarray:
         """Validate X and return a C-contiguous array: (m, n_0) dense or (m, 32, 32, C) LeNet."""
@@ -461,7 +458,7 @@ class TorchNetClassifier:
         """
         torch = _require_torch()
         self._validate_params()
-        n_epochs = self.epochs if epochs is None else _check_int(epochs, "epochs", low=0)
+        n_epochs = self.epochs if epochs is None else check_int(epochs, "epochs", low=0)
         Xn = self._prepare_X(X, "X", fitting=True)
         m = Xn.shape[0]
         yn = self._prepare_y(y, m, "y")
@@ -477,7 +474,7 @@ class TorchNetClassifier:
         self.lr_ = float(DEFAULT_LR[self.optimizer] if self.lr is None else self.lr)
 
         dev = torch.device(self.device)
-        tdtype = self._torch_dtype()
+        tdtype = torch.float64 if str(self.dtype) == "float64" else torch.float32
         self._params = [(torch.tensor(W, dtype=tdtype, device=dev, requires_grad=True),
                          torch.tensor(b, dtype=tdtype, device=dev, requires_grad=True))
                         for W, b in self._initial_weights(self.in_channels_ or 1)]
@@ -580,10 +577,7 @@ class TorchNetClassifier:
         For ``loss="cross_entropy"`` these are the model's class probabilities; for
         ``loss="mse"`` they are a normalised score (the argmax is the prediction).
         """
-        torch = _require_torch()
-        self._check_fitted()
-        z = self._scores(self._to_device(X, "X"))
-        return torch.softmax(z, dim=1).cpu().numpy()
+        return softmax(self.decision_function(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``argmax_k f(X)_k``, shape (m,), int64."""
@@ -601,11 +595,3 @@ class TorchNetClassifier:
         self._check_fitted()
         return [(W.detach().cpu().numpy().copy(), b.detach().cpu().numpy().copy())
                 for W, b in self._params]
-
-
-def _check_int(value: Any, name: str, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise InputError(f"{name} must be >= {low}, got {value}")
-    return int(value)

@@ -1,22 +1,5 @@
-"""Data loaders: MNIST (official IDX files or the embedded subset) and CIFAR-10.
-
-Every loader reads a directory the user points at and returns NumPy arrays,
-samples in rows, labels as ``int64`` in ``0..9``:
-
-* :func:`load_mnist` -- the four official IDX files (``.gz`` or not), with
-  their headers parsed and the MD5 sums of the *uncompressed* contents checked;
-  with no directory, a stratified subset shipped inside the package
-  (``cvx_fenchel/data/mnist_subset.npz``, made by :func:`build_mnist_subset`,
-  described by :func:`mnist_subset_info`), so the main command runs on a fresh
-  machine without a download.
-* :func:`download_mnist` -- fetch the four files from an official mirror.
-* :func:`load_cifar10` -- the official python layout (``cifar-10-batches-py/``).
-* :func:`pad_to_32`, :func:`one_hot`, :func:`train_batches` -- small helpers.
-
-A missing, truncated or corrupt file raises :class:`~cvx_fenchel.errors.DatasetError`
-naming the file and saying where to get it. Arrays leave this module on the
-host; moving them to a GPU is the caller's edge step (``backend.asarray``).
-"""
+"""MNIST: the official IDX files (headers parsed, MD5 sums checked), the embedded stratified
+subset, and the download from an official mirror (see :mod:`cvx_fenchel.datasets`)."""
 
 from __future__ import annotations
 
@@ -24,25 +7,19 @@ import gzip
 import hashlib
 import io
 import os
-import pickle
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backend import get_namespace
-from .errors import DatasetError, InputError
-from .history import atomic_write_bytes
+from ..errors import DatasetError, InputError
+from ..history import atomic_write_bytes
 
-__all__ = [
-    "MNIST_FILES", "MNIST_MIRRORS", "MNIST_SUBSET_PATH", "CIFAR10_CLASSES",
-    "load_mnist", "download_mnist", "build_mnist_subset", "mnist_subset_info",
-    "load_cifar10", "pad_to_32", "one_hot", "train_batches",
-]
+__all__ = ["MNIST_FILES", "MNIST_MIRRORS", "MNIST_SUBSET_PATH", "load_mnist", "download_mnist",
+           "build_mnist_subset", "mnist_subset_info"]
 
 # ---------------------------------------------------------------------------
 # MNIST
@@ -64,7 +41,7 @@ MNIST_FILES: dict[str, tuple[str, str, tuple[int, ...]]] = {
 }
 
 #: The embedded stratified subset (see :func:`build_mnist_subset`).
-MNIST_SUBSET_PATH = Path(__file__).resolve().parent / "data" / "mnist_subset.npz"
+MNIST_SUBSET_PATH = Path(__file__).resolve().parents[1] / "data" / "mnist_subset.npz"
 
 _IDX_DTYPES = {0x08: np.dtype(np.uint8)}  # MNIST uses only unsigned bytes
 _SUBSET_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
@@ -423,216 +400,3 @@ def download_mnist(data_dir: str | os.PathLike, *, base_url: str = MNIST_MIRRORS
         atomic_write_bytes(data_dir / (name + ".gz"), payload)
         os.chmod(data_dir / (name + ".gz"), 0o644)  # mkstemp creates 0600 files
     return data_dir
-
-
-# ---------------------------------------------------------------------------
-# CIFAR-10
-# ---------------------------------------------------------------------------
-
-#: Class names of CIFAR-10, in label order.
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-_CIFAR_DIR = "cifar-10-batches-py"
-_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-_CIFAR_TRAIN = tuple(f"data_batch_{k}" for k in range(1, 6))
-
-# The official batches are Python-2 pickles of dicts holding a NumPy array; only the
-# globals needed to rebuild arrays are allowed, so a hostile file cannot run code.
-_PICKLE_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as used by protocol-2 pickles of ``bytes`` written by Python 3 (latin1 only)."""
-    if encoding != "latin1" or not isinstance(obj, str):
-        raise pickle.UnpicklingError(f"codecs.encode with encoding {encoding!r} is not allowed")
-    return obj.encode("latin1", errors)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in (("_codecs", "encode"), ("codecs", "encode")):
-            return _latin1_encode
-        if (module, name) in _PICKLE_ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
-
-
-def _cifar_pickle(folder: Path, name: str) -> dict:
-    path = folder / name
-    if not path.is_file():
-        raise DatasetError(f"CIFAR-10 file {name} missing from {folder}; download and unpack "
-                           f"the official python archive {_CIFAR_URL} (it unpacks to "
-                           f"{_CIFAR_DIR}/ with data_batch_1..5, test_batch, batches.meta)")
-    try:
-        with open(path, "rb") as f:
-            obj = _ArrayUnpickler(f, encoding="bytes").load()
-    except Exception as exc:
-        raise DatasetError(f"CIFAR-10 file {path} is not a readable batch pickle "
-                           f"({type(exc).__name__}: {exc}); re-download {_CIFAR_URL}") from None
-    if not isinstance(obj, dict):
-        raise DatasetError(f"CIFAR-10 file {path} holds a {type(obj).__name__}, expected a dict")
-    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
-
-
-def _cifar_batch(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """One batch as NHWC uint8 images and int64 labels (rows are 1024 R, 1024 G, 1024 B values)."""
-    batch = _cifar_pickle(folder, name)
-    data, labels = batch.get("data"), batch.get("labels")
-    if not isinstance(data, np.ndarray) or labels is None:
-        raise DatasetError(f"CIFAR-10 file {folder / name} lacks 'data' (array) or 'labels'")
-    labels = np.asarray(labels)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DatasetError(f"CIFAR-10 file {folder / name}: data must be uint8 of shape (n, 3072), "
-                           f"got {data.dtype} {data.shape}")
-    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu" or (
-            labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DatasetError(f"CIFAR-10 file {folder / name}: labels must be {data.shape[0]} "
-                           f"integers in 0..9")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
-
-
-def load_cifar10(data_dir: str | os.PathLike, *, normalize: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Load CIFAR-10 from the official python layout as ``(X_train, y_train, X_test, y_test)``.
-
-    Parameters
-    ----------
-    data_dir : path
-        The folder ``cifar-10-batches-py/`` (what ``cifar-10-python.tar.gz``
-        unpacks to) or its parent. It must hold ``data_batch_1`` ..
-        ``data_batch_5``, ``test_batch`` and ``batches.meta``: pickled dicts
-        with ``data`` (uint8, one row per image: 1024 red, then 1024 green,
-        then 1024 blue values, each plane row-major 32x32) and ``labels``.
-        Only the globals needed to rebuild NumPy arrays may appear in the
-        pickles; anything else is refused.
-    normalize : bool
-        False (default): ``uint8`` pixels. True: ``float64`` ``X / 255`` in ``[0, 1]``.
-
-    Returns
-    -------
-    X_train : (50000, 32, 32, 3) uint8, NHWC (channels last, RGB):
-        ``X[i, h, w, c] = data[i, c * 1024 + h * 32 + w]``
-    y_train : (50000,) int64 in 0..9 (class names: :data:`CIFAR10_CLASSES`)
-    X_test : (10000, 32, 32, 3) uint8
-    y_test : (10000,) int64
-        Batches are concatenated in file order; their sizes are not enforced.
-
-    Raises
-    ------
-    DatasetError
-        Missing folder or file (named, with the official download URL), an
-        unreadable pickle, or arrays of the wrong shape/dtype/range.
-    """
-    root = Path(data_dir).expanduser()
-    folder = root / _CIFAR_DIR if (root / _CIFAR_DIR).is_dir() else root
-    if not folder.is_dir():
-        raise DatasetError(f"CIFAR-10 directory {root} does not exist; download and unpack "
-                           f"{_CIFAR_URL} and pass the {_CIFAR_DIR}/ folder or its parent")
-    meta = _cifar_pickle(folder, "batches.meta")
-    names = meta.get("label_names")
-    if names is not None and len(names) != 10:
-        raise DatasetError(f"CIFAR-10 file {folder / 'batches.meta'} lists {len(names)} "
-                           f"classes, expected 10")
-    train = [_cifar_batch(folder, n) for n in _CIFAR_TRAIN]
-    X_test, y_test = _cifar_batch(folder, "test_batch")
-    X_train = np.concatenate([x for x, _ in train])
-    y_train = np.concatenate([y for _, y in train])
-    if normalize:
-        X_train, X_test = X_train.astype(np.float64) / 255.0, X_test.astype(np.float64) / 255.0
-    else:
-        X_test = np.ascontiguousarray(X_test)
-    return X_train, y_train, X_test, y_test
-
-
-# ---------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------
-
-def pad_to_32(images: Any) -> Any:
-    """Zero-pad 28x28 images to 32x32 (two pixels on every side), as LeNet-5 expects.
-
-    ``out[..., 2:30, 2:30] = images`` and ``out`` is zero elsewhere.
-
-    Parameters
-    ----------
-    images : (..., 28, 28) array (NumPy or CuPy, any dtype), e.g. ``(n, 28, 28)``
-        or ``(n, 1, 28, 28)``. Flattened ``(n, 784)`` input is reshaped to
-        ``(n, 28, 28)`` first.
-
-    Returns
-    -------
-    (..., 32, 32) array, same namespace and dtype (``(n, 32, 32)`` for flat input).
-    """
-    xp, _ = get_namespace(images)
-    if not hasattr(images, "shape"):
-        images = xp.asarray(images)
-    if images.ndim == 2 and images.shape[1] == 784:
-        images = images.reshape(images.shape[0], 28, 28)
-    if images.ndim < 2 or tuple(images.shape[-2:]) != (28, 28):
-        raise InputError(f"images must have shape (..., 28, 28) or (n, 784), got {tuple(images.shape)}")
-    width = [(0, 0)] * (images.ndim - 2) + [(2, 2), (2, 2)]
-    return xp.pad(images, width, mode="constant")
-
-
-def one_hot(y: Any, n_classes: int = 10, dtype: Any = np.float64) -> Any:
-    """One-hot label matrix, samples in rows: ``Y[i, k] = 1 if y[i] == k else 0``.
-
-    Parameters
-    ----------
-    y : (n,) integer array (NumPy or CuPy) with values in ``0..n_classes-1``
-    n_classes : int >= 1
-    dtype : output dtype (default float64)
-
-    Returns
-    -------
-    (n, n_classes) array of ``dtype`` in ``y``'s namespace; each row sums to 1.
-    """
-    if isinstance(n_classes, bool) or int(n_classes) != n_classes or n_classes < 1:
-        raise InputError(f"n_classes must be a positive integer, got {n_classes!r}")
-    n_classes = int(n_classes)
-    xp, _ = get_namespace(y)
-    y = xp.asarray(y)
-    if y.ndim != 1:
-        raise InputError(f"y must be 1-D, got shape {tuple(y.shape)}")
-    if y.dtype.kind not in "iub":
-        if y.dtype.kind == "f" and y.size and bool(xp.all(y == xp.round(y))):
-            y = y.astype(np.int64)
-        elif y.size:
-            raise InputError(f"y must hold integer labels, got dtype {y.dtype}")
-        else:
-            y = y.astype(np.int64)
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise InputError(f"y must lie in 0..{n_classes - 1}, got values in "
-                         f"[{int(y.min())}, {int(y.max())}]")
-    return (y[:, None] == xp.arange(n_classes)[None, :]).astype(dtype)
-
-
-def train_batches(n: int, batch_size: int, rng: Any = None, *, drop_last: bool = False
-                  ) -> Iterator[np.ndarray]:
-    """Yield index arrays of one shuffled epoch: a random permutation of ``0..n-1`` cut in batches.
-
-    Parameters
-    ----------
-    n : int >= 1, number of samples
-    batch_size : int >= 1
-    rng : numpy Generator, int seed or None (``np.random.default_rng(rng)``); None means no shuffle
-    drop_last : bool
-        Drop the final batch when it is shorter than ``batch_size``.
-
-    Yields
-    ------
-    (b,) int64 NumPy arrays; together they partition ``0..n-1`` (minus the
-    dropped tail), ``b = batch_size`` except perhaps the last.
-    """
-    for arg, val in (("n", n), ("batch_size", batch_size)):
-        if isinstance(val, bool) or int(val) != val or val < 1:
-            raise InputError(f"{arg} must be a positive integer, got {val!r}")
-    n, batch_size = int(n), int(batch_size)
-    order = np.arange(n) if rng is None else np.random.default_rng(rng).permutation(n)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
