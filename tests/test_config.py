@@ -91,3 +91,22 @@ def test_round_trips_and_replace():
         TrainConfig.from_dict({"lamda": 1.0})
     with pytest.raises(UnknownNameError, match="unknown preset"):
         preset("paper")
+
+
+def test_public_api_is_exported_lazily_without_cycles():
+    """``import cvx_fenchel`` loads none of the heavy modules; each public name resolves to the
+    object of its module."""
+    import subprocess
+    import sys
+    code = ("import sys, cvx_fenchel as c; assert not any(m in sys.modules for m in "
+            "('cvx_fenchel.estimator', 'cvx_fenchel.trainer', 'cvx_fenchel.subproblems', 'cvxpy')), "
+            "sorted(m for m in sys.modules if m.startswith('cvx_fenchel'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import cvx_fenchel
+    from cvx_fenchel.config import TrainConfig as T
+    from cvx_fenchel.estimator import FenchelClassifier as F
+    assert cvx_fenchel.TrainConfig is T and cvx_fenchel.FenchelClassifier is F
+    for name in cvx_fenchel.__all__:
+        assert getattr(cvx_fenchel, name) is not None
+    with pytest.raises(AttributeError):
+        cvx_fenchel.no_such_name  # noqa: B018
