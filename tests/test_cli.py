@@ -212,3 +212,20 @@ def test_default_train_on_embedded_subset(tmp_path, capsys):
     hist = json.loads((tmp_path / "history.json").read_text())
     assert hist["epochs"][-1]["test_accuracy"] >= 0.90
     assert seconds < 180
+
+
+def test_every_field_a_preset_fixes_has_a_flag_and_is_reported_when_given():
+    """For each value the original preset fixes, the train flag reaches the config as an
+    override and the header line names it next to the preset's value."""
+    from cvx_fenchel.config import PRESETS, TrainConfig, describe
+    parser = cli.build_parser()
+    fixed = PRESETS["original"](TrainConfig())
+    assert set(fixed) == {"lam", "rho", "gamma", "coef", "K", "w_first"}
+    other = {"lam": "0.5", "rho": "0.25", "gamma": "3", "coef": "2", "K": "3", "w_first": None}
+    for field in fixed:
+        flag = "--" + field.replace("_", "-")
+        args = parser.parse_args(["train", flag] + ([other[field]] if other[field] else []))
+        options = {k: getattr(args, k) for k in experiments.OPTIONS if getattr(args, k) is not None}
+        cfg = experiments.fenchel_config(options)
+        assert cfg.preset == "original" and cfg.overrides == (field,), field
+        assert f"{field}=" in describe(cfg) and f"overrides preset original ({field}=" in describe(cfg)
