@@ -247,10 +247,6 @@ class LiftedLayer:
     def bias_shape(self) -> tuple[int, ...]:
         return tuple(self.linear_map.bias_shape)
 
-    @property
-    def is_output(self) -> bool:
-        return self.activation is None
-
 
 class Network:
     """A feed-forward network in lifted form (see the module docstring for ``J`` and the scaling).
@@ -357,10 +353,6 @@ class Network:
     @property
     def n_outputs(self) -> int:
         return int(math.prod(self.layers[-1].out_shape))
-
-    def hidden_shapes(self) -> list[tuple[int, ...]]:
-        """Per-sample shapes of ``X_0, ..., X_L`` (inputs of the lifted layers)."""
-        return [layer.in_shape for layer in self.layers]
 
     def describe(self) -> list[dict]:
         """One dict per lifted layer: maps, shapes, activation and hyper-parameters."""

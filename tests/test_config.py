@@ -20,7 +20,7 @@ def test_original_preset_is_the_original_codes_settings_and_the_main_commands_ru
     assert (c.algorithm, c.w_step, c.seed, c.predict_rule, c.overrides) == \
         ("batched", "solve", 0, "feedforward", ())
     net = c.network()
-    assert [(ly.lam, ly.rho, ly.gamma, ly.coef) for ly in net.layers] == \
+    assert [(d["lam"], d["rho"], d["gamma"], d["coef"]) for d in net.describe()] == \
         [(2.0, 0.0, 10.0, 1.0), (2.0, 0.0, 50000.0, 10.0)]
     assert net.dtype.name == "float32"
     lenet = preset("original", arch="lenet5", batch_size=100)
