@@ -314,7 +314,7 @@ def test_history_tracks_the_certificate_per_epoch_and_plots_it(tmp_path):
     X = rng.random((60, 8))
     y = rng.integers(0, 3, 60)
     net = Network((8,), [Dense(6, "relu", lam=2.0), Dense(3, None)], loss="cross_entropy")
-    tr = BCDTrainer(net, seed=0, batch_size=30)
+    tr = BCDTrainer(net, seed=0, batch_size=30, tol_x=1e-6, tol_w=1e-6, max_iter_x=200, max_iter_w=200)
     tr.fit(X, np.eye(3)[y], y, epochs=2)
     eps = tr.history.epochs
     assert len(eps) == 2
