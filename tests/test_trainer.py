@@ -369,3 +369,31 @@ def test_estimator_one_epoch_on_the_shipped_subset_matches_the_main_command():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(Xtr, ytr)
     assert abs(clf.score(Xte, yte) - 0.9160) <= 0.01
+
+
+def test_checkpoints_of_the_previous_format_still_load(tmp_path):
+    """Format 1 (before TrainConfig): ``settings`` dict, Adam's step counts under adam.t, layer
+    dicts with every field; the trainer continues from them."""
+    import json
+    net = Network((6,), [Dense(5, lam=2.0), Dense(3, None)])
+    W = net.init_weights(0)
+    arrays = {f"{k}_{l}": a for l, pair in enumerate(W) for k, a in zip("Wb", pair)}
+    for l, (A, b) in enumerate(W):
+        for key in "mv":
+            arrays.update({f"adam_{key}_{l}_0": np.zeros_like(A), f"adam_{key}_{l}_1": np.zeros_like(b)})
+    np.savez(tmp_path / "weights-1-0.npz", **arrays)
+    settings = {"seed": 3, "algorithm": "batched", "K": 1, "w_first": False, "w_step": "gradient",
+                "optimizer": "adam", "lr": 0.001, "tol_x": 1e-05, "tol_w": 1e-05, "max_iter_x": 50,
+                "max_iter_w": 30}
+    state = {"format": 1, "npz": "weights-1-0.npz", "network": net.to_dict(), "settings": settings,
+             "epoch": 1, "batch": 0, "rng_state": np.random.default_rng(3).bit_generator.state,
+             "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "t": {"0": 4, "1": 4}},
+             "history": {"meta": {}, "batches": [], "epochs": [{"epoch": 1}]}}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    tr = BCDTrainer.load(tmp_path)
+    assert (tr.epoch, tr.batch, tr.config.seed, tr.config.w_step) == (1, 0, 3, "gradient")
+    assert {l: m.t for l, m in tr.state.adam.items()} == {0: 4, 1: 4}
+    assert tr.config.dtype == "float64" and np.array_equal(tr.weights[0][0], W[0][0])
+    X, Y, y = _data(20, (6,), 3)
+    tr.fit(X, Y, y, epochs=2)
+    assert len(tr.history.epochs) == 2 and tr.state.adam[0].t > 4
