@@ -138,7 +138,7 @@ class LinearMap:
 
     def _power_norm_sq(self, W: Any, *, n_iter: int, n_starts: int, tol: float, rng: Any,
                        safety: float) -> float:
-        """``safety`` times the power-iteration estimate of :math:`\|A_W\|_2^2` (the largest
+        r"""``safety`` times the power-iteration estimate of :math:`\|A_W\|_2^2` (the largest
         eigenvalue of :math:`A^\top A` in ``X``) from ``n_starts`` Gaussian starts."""
         xp, _ = get_namespace(W)
         x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
