@@ -7,6 +7,7 @@ activations and assert that the suite flags them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 
 from cvx_fenchel import subproblems as sp
+from cvx_fenchel.activations import activation_names
 from cvx_fenchel.backend import cupy_available
 from cvx_fenchel.solvers import FastResult
+from cvx_fenchel.subproblems import bound
 from verification import cli
-from verification.suite import (ACTIVATIONS, GAP_TOL, RES_TOL, SOLVERS, SUBPROBLEMS, Spec, activation_checks,
-                                map_checks, run_case, run_suite)
+from verification.suite import (GAP_TOL, RES_TOL, SOLVERS, Spec, activation_checks, map_checks, run_case,
+                                run_suite, subproblem_ids)
 
 REQUIRED = {"subproblem", "activation", "loss", "map", "shape", "solver", "rel_gap", "x_dist", "residual",
             "fast_seconds", "cvx_seconds", "passed", "status", "variant", "seed"}
@@ -39,16 +42,21 @@ def test_quick_run_passes_and_is_complete(quick_run):
     assert code == 0, [r for r in data["records"] if not r["passed"]][:5]
     assert data["summary"]["passed"] is True
     recs = data["records"]
-    assert {r["subproblem"] for r in recs} == set(SUBPROBLEMS)
+    assert {r["subproblem"] for r in recs} == set(subproblem_ids())
+    assert data["summary"]["failed_instances"] == []
     for r in recs:
         assert REQUIRED <= set(r), set(REQUIRED) - set(r)
-        assert r["passed"] is True
         assert r["residual"] <= RES_TOL
-        if r["solver"] in SOLVERS:
-            assert r["rel_gap"] <= GAP_TOL[r["solver"]]
+        # a CVXPY solver may fail on the badly scaled variants (ECOS at scale=1e4): counted, and the
+        # instance is then verified by the other solvers
+        assert r["passed"] is True or (r["solver_failed"] and r["variant"].startswith("scale="))
+        if r["passed"] and r["solver"] in SOLVERS:
+            assert r["fast_excess"] <= GAP_TOL[r["solver"]]
+    # the ill-conditioned variants are part of the run
+    assert {"scale=1e-3", "scale=1e4", "small-rho"} <= {r["variant"] for r in recs}
     # every solver compared, every activation covered (softplus through the perturbation test)
     assert {r["solver"] for r in recs} == set(SOLVERS) | {"perturbation"}
-    assert {r["activation"] for r in recs if r["activation"]} == set(ACTIVATIONS)
+    assert {r["activation"] for r in recs if r["activation"]} == set(activation_names())
     assert all(r["solver"] == "perturbation" for r in recs if r["activation"] == "softplus")
     assert {"dense", "conv", "pool+conv", "flatten+dense", "conv+flatten", "none"} <= {r["map"] for r in recs}
     assert {"cross_entropy", "mse"} <= {r["loss"] for r in recs if r["subproblem"] == "lower-bound"}
@@ -107,14 +115,13 @@ def test_wrong_softplus_result_is_flagged(monkeypatch):
 
 def test_lower_bound_above_p_is_flagged(monkeypatch):
     spec = Spec("lower-bound", "relu", "cross_entropy", "dense", "random", 15)
-    real = sp.lower_bound
+    real = bound.lower_bound
 
     def lying(*args, **kwargs):
-        out = dict(real(*args, **kwargs))
-        out["G"] = out["p"] + 1.0
-        return out
+        out = real(*args, **kwargs)
+        return dataclasses.replace(out, G=out.p + 1.0, gap=-1.0)
 
-    monkeypatch.setattr(sp, "lower_bound", lying)
+    monkeypatch.setattr(bound, "lower_bound", lying)
     recs = run_case(spec, solvers=("CLARABEL",))
     assert recs and not any(r.passed for r in recs)
     assert any("exceeds p" in r.message for r in recs)

@@ -7,9 +7,9 @@ non-zero when any case fails. See :mod:`verification.suite` for what is checked 
 tolerances, :mod:`verification.speed` for the speed row.
 """
 
-from .suite import GAP_TOL, RES_TOL, SOLVERS, SUBPROBLEMS, run_suite
+from .suite import GAP_TOL, RES_TOL, SOLVERS, run_suite, subproblem_ids
 
-__all__ = ["run_suite", "main", "SUBPROBLEMS", "SOLVERS", "GAP_TOL", "RES_TOL"]
+__all__ = ["run_suite", "main", "subproblem_ids", "SOLVERS", "GAP_TOL", "RES_TOL"]
 
 
 def main(argv=None) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .suite import SOLVERS, SUBPROBLEMS
 from .speed import speed_markdown
+from .suite import SOLVERS, subproblem_ids
 
 __all__ = ["markdown"]
 
@@ -21,6 +21,8 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     """The report: verdict, tolerances, counts per subproblem x solver, worst gaps and residuals,
     coverage, CVXPY retries, failures, activation and map checks, the speed row."""
     meta, summ, recs = result["meta"], result["summary"], result["records"]
+    order = list(subproblem_ids())
+    order += sorted({r["subproblem"] for r in recs} - set(order))
     ok = summ["passed"]
     L = ["# cvx_fenchel verification report", "",
          f"**Result: {'PASSED' if ok else 'FAILED'}** -- {summ['instances']} instances "
@@ -75,7 +77,7 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     inst_of = defaultdict(set)
     for r in recs:
         inst_of[r["subproblem"]].add(r["id"])
-    for sub in SUBPROBLEMS:
+    for sub in order:
         rs = [r for r in recs if r["subproblem"] == sub]
         if not rs:
             continue
@@ -102,7 +104,7 @@ def markdown(result: dict, max_failures: int = 40) -> str:
 
     # coverage
     L += ["## Coverage", "", "| subproblem | activations | losses | maps | variants |", "|---|---|---|---|---|"]
-    for sub in SUBPROBLEMS:
+    for sub in order:
         rs = [r for r in recs if r["subproblem"] == sub]
         if not rs:
             continue
@@ -112,7 +114,9 @@ def markdown(result: dict, max_failures: int = 40) -> str:
         L.append(f"| {sub} | {uniq('activation')} | {uniq('loss')} | {uniq('map')} | {uniq('variant')} |")
     L += ["", "Shapes are tiny (at most 6 samples, 5 units, 8x8x2 images) so that CVXPY is exact and fast; "
           "variants: `random`, `one-sample`, `one-unit`, `all-negative` (all pre-activations negative), "
-          "`tiny-lambda` (1e-3), `huge-lambda` (1e3), `rho=0`, `gamma=0`, `zero-input`.", ""]
+          "`tiny-lambda` (1e-3), `huge-lambda` (1e3), `rho=0`, `gamma=0`, `zero-input`; ill-conditioned "
+          "`scale=1e-3`, `scale=1e4` (data scaled) and `small-rho` (rho = 1e-5, gamma = 0). Activations, "
+          "losses and maps are those registered (cvx_fenchel.subproblems.registry).", ""]
 
     # retries
     retries = [r for r in recs if r["extra"].get("library_status")]

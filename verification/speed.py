@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from cvx_fenchel.machine import cpu_info, versions
+
 __all__ = ["run_speed", "build_mnist_instances", "speed_markdown", "main"]
 
 #: Target of the issue: fast path at least this many times faster than L-BFGS-B.
@@ -183,8 +185,6 @@ def _time_fast(sub, f_ref: float, n_vars: int) -> dict:
 def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxpy: bool = True,
               log=None) -> dict:
     """Run the speed comparison; returns a JSON-able dict (rows, machine, verdict)."""
-    from .suite import cpu_info, versions
-
     def say(msg):
         if log is not None:
             log(msg)

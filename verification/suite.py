@@ -1,7 +1,9 @@
 r"""The verification suite: every BCD subproblem's fast path against its CVXPY twin.
 
-For every subproblem x activation x loss x linear map (where they apply) the
-suite draws random and edge-case instances, solves each
+For every subproblem kind of the registry (:mod:`cvx_fenchel.subproblems.registry`) x
+activation x loss x linear map it applies to (the kind queries the activation, loss and map
+registries: nothing here lists them) the suite draws random, edge-case and ill-conditioned
+instances (the kind's seeded generator, :mod:`cvx_fenchel.subproblems.instances`), solves each
 
 * with the fast path (``solve_fast(tol=1e-10)``, NumPy or CuPy), and
 * with CVXPY under ECOS, SCS and Clarabel (all three handle the zero,
@@ -39,25 +41,24 @@ counted in the report; the gap tolerance is never loosened, so a retry can only
 make a case harder to pass. If no attempt succeeds the case fails with the
 solver's status.
 
-Softplus has no CVXPY form (its potential involves the dilogarithm). Its cases
-are verified by the residual plus a perturbation test: for random directions
+An activation without a CVXPY form (``has_cvxpy = False``: softplus, whose potential
+involves the dilogarithm) is verified by the residual plus a perturbation test: for random directions
 ``D`` and steps ``t`` in 1e-1..1e-4 the feasible points ``P(x + t D)`` (``P``
 the projection on the domain) never have a smaller objective than ``x``
 beyond ``1e-9 max(1, |f|)`` (solver ``"perturbation"``).
 
-Edge cases (``variant``): ``random``, ``one-sample`` (m = 1), ``one-unit``
-(hidden width / channels 1), ``all-negative`` (all pre-activations negative),
-``tiny-lambda`` (1e-3) and ``huge-lambda`` (1e3) for the subproblem's
-divergence weights (the loss weight ``coef`` for the output W-step),
-``rho=0`` and ``gamma=0`` (W-steps), ``zero-input`` (the data fixed inside the
-subproblem is 0).
+Variants: ``random``; edge cases ``one-sample`` (m = 1), ``one-unit`` (hidden
+width / channels 1), ``all-negative`` (all pre-activations negative),
+``tiny-lambda`` (1e-3) and ``huge-lambda`` (1e3) for the subproblem's divergence
+weights (the loss weight ``coef`` for the output W-step), ``rho=0`` and
+``gamma=0`` (W-steps), ``zero-input`` (the data fixed inside the subproblem is
+0); ill-conditioned ``scale=1e-3`` and ``scale=1e4`` (data scaled) and
+``small-rho`` (W-steps, rho = 1e-5, gamma = 0). See
+:mod:`cvx_fenchel.subproblems.instances`.
 
-Besides the subproblems the suite checks
-
-* each activation's argmin property: CVXPY's :math:`\arg\min_v \sum B(v, u)`
-  equals :math:`\phi(u)` (and :math:`B(\phi(u), u) = 0`, :math:`B \ge 0`);
-* each linear map's forward map and both adjoints against its explicit sparse
-  matrices ``input_matrix``, ``weight_matrix`` and ``bias_matrix``.
+Besides the subproblems the suite checks (:mod:`verification.checks`) every registered
+activation's argmin property and every registered map's adjoints against its explicit
+matrices.
 """
 
 from __future__ import annotations
@@ -72,23 +73,18 @@ from typing import Callable
 
 import numpy as np
 
-from cvx_fenchel.activations import get_activation
 from cvx_fenchel.backend import to_numpy
 from cvx_fenchel.cvx import solve
 from cvx_fenchel.errors import SolverError
-from cvx_fenchel.maps import AvgPool2D, Chain, Conv2D, Dense, Flatten
-from cvx_fenchel import subproblems as sp
+from cvx_fenchel.machine import cpu_info, versions
+from cvx_fenchel.subproblems import get_kind, kind_names, kinds
+from cvx_fenchel.subproblems.instances import ILL_CONDITIONED, W_ILL_CONDITIONED, Instance, Spec
 
-__all__ = ["SUBPROBLEMS", "ACTIVATIONS", "SOLVERS", "GAP_TOL", "RES_TOL", "FAST_TOL", "Spec", "Record",
-           "make_specs", "build_instance", "run_case", "activation_checks", "map_checks", "run_suite",
-           "versions", "cpu_info"]
+from .checks import activation_checks, map_checks
 
-#: Subproblem ids, in report order.
-SUBPROBLEMS = ("X-hidden", "X-last-ce", "X-last-mse", "W-hidden", "W-last-ce", "W-last-mse",
-               "LNN-X", "LNN-W", "LNN-simplex-CE", "lower-bound")
-#: Activations (leaky ReLU with slope 0.1).
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "hardtanh", "softplus", "identity")
-ACT_PARAMS = {"leaky_relu": {"slope": 0.1}}
+__all__ = ["SOLVERS", "GAP_TOL", "RES_TOL", "FAST_TOL", "Spec", "Record", "make_specs", "build_instance",
+           "run_case", "activation_checks", "map_checks", "run_suite", "instance_verdicts", "subproblem_ids"]
+
 #: CVXPY solvers compared, with their relative-objective-gap tolerances.
 SOLVERS = ("ECOS", "SCS", "CLARABEL")
 GAP_TOL = {"ECOS": 1e-6, "CLARABEL": 1e-6, "SCS": 1e-4}
@@ -97,9 +93,7 @@ RES_TOL = 1e-6
 #: Tolerance handed to ``solve_fast``.
 FAST_TOL = 1e-10
 FAST_MAX_ITER = 100_000
-#: Tolerance of the activation argmin check (max abs) for ECOS and Clarabel.
-ARGMIN_TOL_X = 3e-5
-#: Slack of the softplus perturbation test, relative to max(1, |f|).
+#: Slack of the perturbation test, relative to max(1, |f|).
 PERTURB_SLACK = 1e-9
 #: Slack of the lower-bound check G <= p, relative to max(1, |p|).
 BOUND_SLACK = 1e-9
@@ -117,46 +111,11 @@ FALLBACK = {
 #: the suite gives SCS the library's tolerance (1e-9) with a 20,000-iteration cap.
 PRIMARY = {"SCS": {"settings": dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=20_000)}}
 
-#: Maps each subproblem is verified with.
-MAPS_OF = {
-    "X-hidden": ("dense", "conv", "pool+conv"),
-    "W-hidden": ("dense", "conv", "pool+conv", "flatten+dense"),
-    "X-last-ce": ("dense", "flatten+dense", "conv+flatten"),
-    "X-last-mse": ("dense", "flatten+dense", "conv+flatten"),
-    "W-last-ce": ("dense", "flatten+dense", "conv+flatten"),
-    "W-last-mse": ("dense", "flatten+dense", "conv+flatten"),
-    "LNN-X": ("dense", "conv", "pool+conv"),
-    "LNN-W": ("dense", "conv", "pool+conv"),
-    "LNN-simplex-CE": ("none",),
-    "lower-bound": ("dense",),
-}
-_HAS_ACT = {"X-hidden", "X-last-ce", "X-last-mse", "W-hidden", "lower-bound"}
-_LOSS_OF = {"X-last-ce": "cross_entropy", "X-last-mse": "mse", "W-last-ce": "cross_entropy",
-            "W-last-mse": "mse", "LNN-simplex-CE": "cross_entropy"}
-_BASE_VARIANTS = ("one-sample", "one-unit", "all-negative", "tiny-lambda", "huge-lambda", "zero-input")
-_W_STEPS = {"W-hidden", "W-last-ce", "W-last-mse", "LNN-W"}
 
+def subproblem_ids() -> tuple[str, ...]:
+    """Subproblem ids in report order: the registry's kinds."""
+    return kind_names()
 
-def variants_of(subproblem: str) -> tuple[str, ...]:
-    """Edge-case variants that apply to ``subproblem`` (besides ``random``)."""
-    extra = ("rho=0", "gamma=0") if subproblem in _W_STEPS else ()
-    return _BASE_VARIANTS + extra
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One instance to build: what, with which activation/loss/map, which edge case, which seed."""
-
-    subproblem: str
-    activation: str | None
-    loss: str | None
-    map: str
-    variant: str
-    seed: int
-
-    def label(self) -> str:
-        parts = [self.subproblem, self.activation or "-", self.loss or "-", self.map, self.variant]
-        return "/".join(parts) + f"#{self.seed}"
 
 
 @dataclass
@@ -190,16 +149,19 @@ class Record:
     passed: bool = False
 
 
+
+
 # ---------------------------------------------------------------------------------------------
-# instances
+# the plan
 # ---------------------------------------------------------------------------------------------
 def make_specs(quick: bool, seed: int, n_random: int = 3) -> list[Spec]:
-    """The instances of a run.
+    """The instances of a run, from the registry of subproblem kinds.
 
-    Full: every subproblem x activation x loss x map with ``n_random`` random
-    instances and every edge variant (over 1,000 instances). Quick: every
-    subproblem x activation on the dense map (random), each further map once
-    (ReLU), and each edge variant once (ReLU, dense).
+    Full: every kind x activation x loss x map it applies to, with ``n_random`` random instances
+    and every edge variant; the ill-conditioned variants for every activation on the kind's first
+    map and for the first activation on its other maps. Quick: every kind x activation on the
+    first map (random), each further map once (first activation), and each variant once (first
+    activation and map).
     """
     specs: list[Spec] = []
     k = 0
@@ -209,309 +171,128 @@ def make_specs(quick: bool, seed: int, n_random: int = 3) -> list[Spec]:
         specs.append(Spec(sub, act, loss, m, variant, seed * 100_003 + k))
         k += 1
 
-    for sub in SUBPROBLEMS:
-        acts = ACTIVATIONS if sub in _HAS_ACT else (None,)
-        maps = MAPS_OF[sub]
-        losses = ("cross_entropy", "mse") if sub == "lower-bound" else (_LOSS_OF.get(sub),)
+    ill = set(ILL_CONDITIONED + W_ILL_CONDITIONED)
+    for kind in kinds():
+        acts, maps, losses = kind.activations(), kind.maps(), kind.losses()
+        variants = kind.variants()
         for loss in losses:
             if quick:
                 for act in acts:
-                    add(sub, act, loss, maps[0], "random")
-                first = "relu" if sub in _HAS_ACT else None
+                    add(kind.name, act, loss, maps[0], "random")
                 for m in maps[1:]:
-                    add(sub, first, loss, m, "random")
+                    add(kind.name, acts[0], loss, m, "random")
                 if loss == losses[0]:
-                    for v in variants_of(sub):
-                        add(sub, first, loss, maps[0], v)
+                    for v in variants:
+                        add(kind.name, acts[0], loss, maps[0], v)
                 continue
             for act in acts:
                 for m in maps:
                     for _ in range(n_random):
-                        add(sub, act, loss, m, "random")
-                    for v in variants_of(sub):
-                        add(sub, act, loss, m, v)
+                        add(kind.name, act, loss, m, "random")
+                    for v in variants:
+                        if v not in ill or m == maps[0] or act == acts[0]:
+                            add(kind.name, act, loss, m, v)
     return specs
 
 
-def _map(kind: str, role: str, width_in: int, width_out: int):
-    """The linear map of a case.
-
-    role 'hidden': dense ``width_in -> width_out``; conv ``(5,5,c_in) -> (3,3,c_out)``
-    with a 3x3 kernel; pool+conv ``(8,8,c_in)`` -avgpool-> ``(4,4,c_in)`` -conv3x3->
-    ``(2,2,c_out)``; flatten+dense ``(3,3,c_in) -> width_out``.
-    role 'last' (outputs are class scores, ``width_out`` classes): dense, flatten+dense,
-    conv+flatten ``(4,4,c_in)`` -conv3x3, 1 channel-> ``(2,2,1)`` -> 4 scores.
-    For images ``c_in = width_in`` and ``c_out = width_out`` (capped at 2).
-    """
-    c_in, c_out = min(width_in, 2), min(width_out, 2)
-    if kind == "dense":
-        return Dense(width_in, width_out)
-    if kind == "conv":
-        return Conv2D((5, 5, c_in), c_out, (3, 3))
-    if kind == "pool+conv":
-        return Chain([AvgPool2D((8, 8, c_in), 2), Conv2D((4, 4, c_in), c_out, (3, 3))])
-    if kind == "flatten+dense":
-        return Chain([Flatten((3, 3, c_in)), Dense(9 * c_in, width_out)])
-    if kind == "conv+flatten":
-        return Chain([Conv2D((4, 4, c_in), 1, (3, 3)), Flatten((2, 2, 1))])
-    raise ValueError(f"unknown map kind {kind!r}")
-
-
-def _shape_str(**parts) -> str:
-    return ", ".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in parts.items())
-
-
-class Instance:
-    """A built instance: the subproblem object and uniform accessors used by :func:`run_case`."""
-
-    def __init__(self, spec: Spec, sub, shape: str, kind: str, act=None, lb_args: dict | None = None):
-        self.spec, self.sub, self.shape, self.kind, self.act = spec, sub, shape, kind, act
-        self.lb_args = lb_args
-        self.lb_p = math.nan
-
-    # uniform accessors -------------------------------------------------------------------------
-    def fast(self):
-        """``(x, seconds, n_iter, converged, extra)`` of the fast path."""
-        t0 = time.perf_counter()
-        if self.kind == "LB":
-            out = sp.lower_bound(**self.lb_args, method="fast", tol=FAST_TOL, max_iter=FAST_MAX_ITER)
-            sec = time.perf_counter() - t0
-            self.lb_p = float(out.p)
-            return out.X1, sec, None, None, {"G_fast": float(out.G), "p": float(out.p)}
-        r = self.sub.solve_fast(tol=FAST_TOL, max_iter=FAST_MAX_ITER, warn=False)
-        sec = time.perf_counter() - t0
-        return r.x, sec, int(r.n_iter), bool(r.converged), {}
-
-    def cvx(self, solver: str):
-        """``(x, objective, seconds, extra)`` of CVXPY with ``solver``.
-
-        First the library's own call (``solve_cvxpy`` / ``lower_bound(method="cvxpy")``, which
-        walks :data:`cvx_fenchel.cvx.LADDERS`). If that ends with a status other than optimal or
-        with a non-finite objective, the same declaration is solved again with the looser
-        settings of :data:`FALLBACK` (recorded in ``extra``), the last of them accepting the status
-        ``optimal_inaccurate`` (recorded as ``extra["cvx_status"]``); a looser CVXPY solve can only
-        make the objective comparison harder to pass, which still applies unchanged. Raises
-        SolverError when none of these ends optimal (or optimal_inaccurate at the last step)."""
-        t0 = time.perf_counter()
-        try:
-            if self.kind == "LB" and solver not in PRIMARY:
-                out = sp.lower_bound(**self.lb_args, method="cvxpy", solver=solver)
-                x, f, extra = out.X1, float(out.G), {"p_cvx": float(out.p)}
-            elif self.kind == "LB":  # same declaration as lower_bound's (its XLast), with PRIMARY settings
-                x, res = self.sub.solve_cvxpy(solver, **PRIMARY[solver])
-                f, extra = float(res.objective), {"p_cvx": float(self.lb_p)}
-            else:
-                x, res = self.sub.solve_cvxpy(solver, **PRIMARY.get(solver, {}))
-                f, extra = float(res.objective), {}
-            if math.isfinite(f):
-                extra["cvx_settings"] = "library ladder"
-                return x, f, time.perf_counter() - t0, extra
-            first = f"{solver} returned a non-finite objective value {f}"
-            first_status = "nonfinite_objective"
-        except SolverError as exc:
-            first, first_status = str(exc), str(getattr(exc, "status", "solver_error"))
-        last = ""
-        attempts = [(st, False) for st in FALLBACK[solver]] + [(FALLBACK[solver][-1], True)]
-        for settings, inaccurate_ok in attempts:
-            prob, var = self.sub.cvxpy_problem()
-            try:
-                res = solve(prob, solver, settings=settings, accept_inaccurate=inaccurate_ok,
-                            name=self.spec.subproblem)
-            except SolverError as exc:
-                last = str(exc)
-                continue
-            f = float(res.objective)
-            note = ""
-            if not math.isfinite(f):  # the point is marginally outside an entr/log domain
-                f = float(prob.solution.opt_val)
-                note = "objective value from the solver (problem.value was not finite)"
-            if not math.isfinite(f):
-                last = f"{solver} returned a non-finite objective value"
-                continue
-            x = tuple(v.value for v in var) if isinstance(var, tuple) else var.value
-            extra = {"cvx_settings": settings, "cvx_status": res.status, "library_status": first_status,
-                     "library_message": first}
-            if note:
-                extra["note"] = note
-            if self.kind == "LB":
-                extra["p_cvx"] = float(self.lb_p)
-            return x, f, time.perf_counter() - t0, extra
-        raise SolverError(f"{first}; fallback settings: {last or 'none optimal'}", status=first_status)
-
-    def objective(self, x) -> float:
-        return float(self.sub.objective(x))
-
-    def residual(self, x) -> float:
-        return float(self.sub.residual(x))
-
-    def perturb(self, x, rng: np.random.Generator, t: float):
-        """A feasible point near ``x``: ``P(x + t ||x|| D)`` with ``D`` Gaussian of unit norm."""
-        xp = self.sub.xp
-        if isinstance(x, tuple):
-            parts = []
-            for a in x:
-                d = rng.standard_normal(a.shape)
-                parts.append(a + xp.asarray(t * d / np.linalg.norm(d) * max(1.0, float(xp.linalg.norm(a)))))
-            return tuple(parts)
-        d = rng.standard_normal(x.shape)
-        y = x + xp.asarray(t * d / np.linalg.norm(d) * max(1.0, float(xp.linalg.norm(x))), dtype=x.dtype)
-        return self.act.project(y) if self.act is not None else y
-
-
-def _lam(variant: str, rng: np.random.Generator) -> float:
-    if variant == "tiny-lambda":
-        return 1e-3
-    if variant == "huge-lambda":
-        return 1e3
-    return float(np.exp(rng.uniform(np.log(0.3), np.log(3.0))))
-
-
 def build_instance(spec: Spec, xp=np, dtype=np.float64) -> Instance:
-    """Draw the data of ``spec`` (NumPy generator seeded by ``spec.seed``) and build the subproblem
-    on the array module ``xp``. Sizes stay tiny (m <= 6 samples, <= 5 units, images <= 8x8x2) so
-    that CVXPY solves each in well under a second."""
-    rng = np.random.default_rng(spec.seed)
-    v = spec.variant
-    s = spec.subproblem
-
-    def A(a):
-        return None if a is None else xp.asarray(np.asarray(a, dtype=np.float64), dtype=dtype)
-
-    act = None
-    if spec.activation is not None:
-        act = get_activation(spec.activation, **ACT_PARAMS.get(spec.activation, {}))
-    image = spec.map not in ("dense", "none")
-    m = 1 if v == "one-sample" else int(rng.integers(2, 5 if image else 7))
-    w_in = 1 if v == "one-unit" else int(rng.integers(2, 6))
-    w_out = 1 if v == "one-unit" else int(rng.integers(2, 6))
-    k = 3  # classes of the output layer
-    lam = _lam(v, rng)
-    rho = 0.0 if v == "rho=0" else float(rng.uniform(0.05, 0.5))
-    gamma = 0.0 if v == "gamma=0" else float(rng.uniform(0.05, 0.5))
-
-    def targets(n_out):
-        if spec.loss == "cross_entropy":
-            return np.eye(n_out)[rng.integers(0, n_out, m)]
-        return rng.standard_normal((m, n_out))
-
-    def pre(shape):
-        """Pre-activations of a previous layer: negative for 'all-negative', 0 for 'zero-input'."""
-        if v == "zero-input":
-            return np.zeros(shape)
-        z = rng.standard_normal(shape)
-        return -(np.abs(z) + 0.5) if v == "all-negative" else 2.0 * z
-
-    if s in ("X-hidden", "LNN-X"):
-        mp = _map(spec.map, "hidden", w_in, w_out)
-        W = rng.standard_normal(mp.weight_shape) / math.sqrt(np.prod(mp.weight_shape[:-1]))
-        b = rng.standard_normal(mp.bias_shape) * 0.5
-        U_prev = pre((m,) + mp.in_shape)
-        if s == "X-hidden":
-            X_next = to_numpy(act.forward(pre((m,) + mp.out_shape)))
-            sub = sp.XHidden(A(X_next), A(U_prev), A(W), A(b), act, act, lam=lam, lam_prev=lam,
-                             coef=float(rng.uniform(0.5, 2.0)), linear_map=mp, dtype=dtype)
-            return Instance(spec, sub, _shape_str(m=m, Z=mp.in_shape, X_next=mp.out_shape), "X", act)
-        X_next = rng.standard_normal((m,) + mp.out_shape)
-        sub = sp.LNNX(A(X_next), A(U_prev), A(W), A(b), lam=lam, lam_prev=_lam(v, rng) if v in (
-            "tiny-lambda", "huge-lambda") else float(rng.uniform(0.3, 3.0)), linear_map=mp, dtype=dtype)
-        return Instance(spec, sub, _shape_str(m=m, Z=mp.in_shape, X_next=mp.out_shape), "X",
-                        get_activation("relu"))
-
-    if s in ("X-last-ce", "X-last-mse"):
-        mp = _map(spec.map, "last", w_in, k)
-        W = rng.standard_normal(mp.weight_shape) / math.sqrt(np.prod(mp.weight_shape[:-1])) * 2.0
-        b = rng.standard_normal(mp.bias_shape) * 0.5
-        U_prev = pre((m,) + mp.in_shape)
-        Y = targets(mp.n_out)
-        sub = sp.XLast(A(Y), A(U_prev), A(W), A(b), act, loss=spec.loss, lam_prev=lam,
-                       coef=float(rng.uniform(0.5, 3.0)), linear_map=mp, dtype=dtype)
-        return Instance(spec, sub, _shape_str(m=m, Z=mp.in_shape, Y=mp.out_shape), "X", act)
-
-    if s in ("W-hidden", "W-last-ce", "W-last-mse", "LNN-W"):
-        role = "hidden" if s in ("W-hidden", "LNN-W") else "last"
-        mp = _map(spec.map, role, w_in, w_out if role == "hidden" else k)
-        if v == "zero-input":
-            X = np.zeros((m,) + mp.in_shape)
-        elif s == "W-hidden" or v == "all-negative":
-            X = rng.uniform(0.0, 1.0, (m,) + mp.in_shape)  # activations of a previous layer
-        else:
-            X = rng.standard_normal((m,) + mp.in_shape)
-        fan = float(np.prod(mp.weight_shape[:-1]))
-        W0 = rng.standard_normal(mp.weight_shape) / math.sqrt(fan)
-        b0 = rng.standard_normal(mp.bias_shape) * 0.5
-        if v == "all-negative":  # all pre-activations X W0 + b0 negative (X >= 0)
-            W0, b0 = -np.abs(W0), -np.ones(mp.bias_shape)
-        shape = _shape_str(m=m, X=mp.in_shape, W=mp.weight_shape, out=mp.out_shape)
-        if s == "W-hidden":
-            U = to_numpy(mp.apply(X, W0, b0)) + (0.0 if v == "all-negative" else 0.5 * rng.standard_normal(
-                (m,) + mp.out_shape))
-            X_next = to_numpy(act.forward(U if v != "all-negative" else np.minimum(U, -1e-3)))
-            sub = sp.WHidden(A(X), A(X_next), act, lam=lam, rho=rho, gamma=gamma, W0=A(W0), b0=A(b0),
-                             linear_map=mp, dtype=dtype)
-        elif s == "LNN-W":
-            X_next = rng.standard_normal((m,) + mp.out_shape)
-            sub = sp.LNNW(A(X), A(X_next), lam=lam, rho=rho, gamma=gamma, W0=A(W0), b0=A(b0),
-                          linear_map=mp, dtype=dtype)
-        else:
-            Y = targets(mp.n_out)
-            sub = sp.WLast(A(X), A(Y), loss=spec.loss, coef=lam, rho=rho, gamma=gamma, W0=A(W0), b0=A(b0),
-                           linear_map=mp, dtype=dtype)
-        return Instance(spec, sub, shape, "W")
-
-    if s == "LNN-simplex-CE":
-        kk = 1 if v == "one-unit" else int(rng.integers(2, 6))
-        Y = np.eye(kk)[rng.integers(0, kk, m)]
-        X0 = pre((m, kk))
-        sub = sp.LNNSimplexCE(A(Y), A(X0), lam=lam, dtype=dtype)
-        return Instance(spec, sub, _shape_str(m=m, Z=(kk,)), "S")
-
-    if s == "lower-bound":
-        n0 = int(rng.integers(2, 6))
-        n1 = w_in
-        loss = spec.loss
-        X = np.zeros((m, n0)) if v == "zero-input" else rng.uniform(0.0, 1.0, (m, n0))
-        W0 = rng.standard_normal((n0, n1)) / math.sqrt(n0) * 2.0
-        b0 = rng.standard_normal(n1) * 0.5
-        if v == "all-negative":
-            W0, b0 = -np.abs(W0), -np.ones(n1)
-        W1 = rng.standard_normal((n1, k)) / math.sqrt(n1) * 2.0
-        b1 = rng.standard_normal(k) * 0.5
-        Y = targets(k)
-        args = dict(X=A(X), Y=A(Y), W0=A(W0), b0=A(b0), W1=A(W1), b1=A(b1), activation=act, lam=lam, loss=loss)
-        U0 = A(X) @ A(W0) + A(b0)
-        sub = sp.XLast(A(Y), U0, A(W1), A(b1), act, loss=loss, lam_prev=lam, coef=1.0, dtype=dtype)
-        return Instance(spec, sub, _shape_str(m=m, X=(n0,), X1=(n1,), Y=(k,)), "LB", act, lb_args=args)
-
-    raise ValueError(f"unknown subproblem {s!r}")
+    """The instance of ``spec``, built by its kind's seeded generator on the array module ``xp``."""
+    return get_kind(spec.subproblem).build_instance(spec, xp=xp, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # one case
 # ---------------------------------------------------------------------------------------------
+def _fast(inst: Instance):
+    """``(x, seconds, n_iter, converged, extra)`` of the kind's fast path."""
+    t0 = time.perf_counter()
+    x, n_iter, conv, extra = get_kind(inst.spec.subproblem).solve_fast(inst, tol=FAST_TOL, max_iter=FAST_MAX_ITER)
+    return x, time.perf_counter() - t0, n_iter, conv, extra
+
+
+def _cvx(inst: Instance, solver: str):
+    """``(x, objective, seconds, extra)`` of CVXPY with ``solver``.
+
+    First the library's own call (the kind's ``solve_cvxpy``, which walks
+    :data:`cvx_fenchel.cvx.LADDERS`, with :data:`PRIMARY` settings where given). If that ends with a
+    status other than optimal or with a non-finite objective, the same declaration is solved again
+    with the looser settings of :data:`FALLBACK` (recorded in ``extra``), the last of them accepting
+    the status ``optimal_inaccurate`` (recorded as ``extra["cvx_status"]``); a looser CVXPY solve
+    can only make the objective comparison harder to pass, which still applies unchanged. Raises
+    SolverError when none of these ends optimal (or optimal_inaccurate at the last step)."""
+    kind = get_kind(inst.spec.subproblem)
+    t0 = time.perf_counter()
+    try:
+        x, f, extra = kind.solve_cvxpy(inst, solver, **PRIMARY.get(solver, {}))
+        if math.isfinite(f):
+            extra["cvx_settings"] = "library ladder"
+            return x, f, time.perf_counter() - t0, extra
+        first = f"{solver} returned a non-finite objective value {f}"
+        first_status = "nonfinite_objective"
+    except SolverError as exc:
+        first, first_status = str(exc), str(getattr(exc, "status", "solver_error"))
+    last = ""
+    attempts = [(st, False) for st in FALLBACK[solver]] + [(FALLBACK[solver][-1], True)]
+    for settings, inaccurate_ok in attempts:
+        prob, var = kind.cvxpy_problem(inst)
+        try:
+            res = solve(prob, solver, settings=settings, accept_inaccurate=inaccurate_ok, name=kind.name)
+        except SolverError as exc:
+            last = str(exc)
+            continue
+        f = float(res.objective)
+        note = ""
+        if not math.isfinite(f):  # the point is marginally outside an entr/log domain
+            f = float(prob.solution.opt_val)
+            note = "objective value from the solver (problem.value was not finite)"
+        if not math.isfinite(f):
+            last = f"{solver} returned a non-finite objective value"
+            continue
+        x = tuple(v.value for v in var) if isinstance(var, tuple) else var.value
+        extra = {"cvx_settings": settings, "cvx_status": res.status, "library_status": first_status,
+                 "library_message": first}
+        if note:
+            extra["note"] = note
+        if inst.bound_args is not None:
+            extra["p_cvx"] = float(inst.p)
+        return x, f, time.perf_counter() - t0, extra
+    raise SolverError(f"{first}; fallback settings: {last or 'none optimal'}", status=first_status)
+
+
+def _perturb(inst: Instance, x, rng: np.random.Generator, t: float):
+    """A feasible point near ``x``: ``P(x + t ||x|| D)`` with ``D`` Gaussian of unit norm (``P`` the
+    problem's projection on its domain where it has one)."""
+    xp = inst.problem.xp
+    if isinstance(x, tuple):
+        parts = []
+        for a in x:
+            d = rng.standard_normal(a.shape)
+            parts.append(a + xp.asarray(t * d / np.linalg.norm(d) * max(1.0, float(xp.linalg.norm(a)))))
+        return tuple(parts)
+    d = rng.standard_normal(x.shape)
+    y = x + xp.asarray(t * d / np.linalg.norm(d) * max(1.0, float(xp.linalg.norm(x))), dtype=x.dtype)
+    prev = getattr(inst.problem, "prev", None)
+    return y if prev is None else prev.project(y)
+
+
 def _flat(x) -> np.ndarray:
     if isinstance(x, (tuple, list)):
         return np.concatenate([np.asarray(to_numpy(a), dtype=float).ravel() for a in x])
     return np.asarray(to_numpy(x), dtype=float).ravel()
 
 
-def _has_cvxpy(spec: Spec) -> bool:
-    if spec.activation is None:
-        return True
-    return get_activation(spec.activation, **ACT_PARAMS.get(spec.activation, {})).has_cvxpy
-
-
 def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_perturb: int = 0) -> list[Record]:
     """Build ``spec``, solve it by the fast path and by each CVXPY solver; one Record per solver
-    (or one ``"perturbation"`` Record for softplus). Never raises: errors become failed Records."""
+    (or one ``"perturbation"`` Record for an activation without a CVXPY form). Never raises: errors become failed Records."""
     base = dict(id=spec.label(), subproblem=spec.subproblem, activation=spec.activation, loss=spec.loss,
                 map=spec.map, variant=spec.variant, seed=spec.seed)
     try:
         inst = build_instance(spec, xp=xp, dtype=dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x, fsec, n_iter, conv, fextra = inst.fast()
-        f_fast = inst.objective(x)
-        res = inst.residual(x)
+            x, fsec, n_iter, conv, fextra = _fast(inst)
+        f_fast = float(inst.problem.objective(x))
+        res = float(inst.problem.residual(x))
     except Exception as exc:  # noqa: BLE001 - a broken case is a failed record, not a crash
         return [Record(**base, shape="?", solver="fast", status="error",
                        message=f"{type(exc).__name__}: {exc}", passed=False)]
@@ -519,7 +300,7 @@ def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_pertur
                   fast_iters=n_iter, fast_converged=conv)
     res_ok = bool(math.isfinite(res) and res <= RES_TOL)
     bound_msgs = []
-    if inst.kind == "LB":
+    if inst.bound_args is not None:
         G, p = fextra["G_fast"], fextra["p"]
         fextra["G_matches_objective"] = abs(G - f_fast) <= 1e-9 * max(1.0, abs(f_fast))
         fextra["G_le_p"] = G <= p + BOUND_SLACK * max(1.0, abs(p))
@@ -528,7 +309,7 @@ def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_pertur
         if not fextra["G_le_p"]:
             bound_msgs.append(f"lower bound G={G:.12g} exceeds p={p:.12g}")
     out = []
-    if not _has_cvxpy(spec):
+    if inst.act is not None and not inst.act.has_cvxpy:
         rng = np.random.default_rng(spec.seed + 7 + rng_perturb)
         t0 = time.perf_counter()
         worst = math.inf
@@ -536,7 +317,7 @@ def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_pertur
         try:
             for t in (1e-1, 1e-2, 1e-3, 1e-4):
                 for _ in range(8):
-                    worst = min(worst, inst.objective(inst.perturb(x, rng, t)))
+                    worst = min(worst, float(inst.problem.objective(_perturb(inst, x, rng, t))))
                     n_trials += 1
             err = ""
         except Exception as exc:  # noqa: BLE001
@@ -557,7 +338,7 @@ def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_pertur
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                xc, f_cvx, csec, cextra = inst.cvx(solver)
+                xc, f_cvx, csec, cextra = _cvx(inst, solver)
         except SolverError as exc:
             out.append(Record(**common, solver=solver, gap_tol=GAP_TOL[solver], extra=dict(fextra),
                               status=str(getattr(exc, "status", "solver_error")), message=str(exc),
@@ -575,7 +356,7 @@ def run_case(spec: Spec, *, solvers=SOLVERS, xp=np, dtype=np.float64, rng_pertur
             dist = math.nan
         extra = dict(fextra, **cextra)
         msgs = list(bound_msgs)
-        if inst.kind == "LB":
+        if inst.bound_args is not None:
             pc = cextra["p_cvx"]
             extra["G_cvx_le_p"] = f_cvx <= pc + GAP_TOL[solver] * max(1.0, abs(pc))
             if not extra["G_cvx_le_p"]:
@@ -605,184 +386,6 @@ def instance_verdicts(recs: list[dict]) -> dict[str, bool]:
                 and any(r["passed"] for r in rs)) for i, rs in by.items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# activations and maps
-# ---------------------------------------------------------------------------------------------
-def activation_checks(solvers=SOLVERS, seed: int = 0, xp=np) -> list[dict]:
-    r"""Argmin property of every activation.
-
-    With CVXPY: :math:`v^* = \arg\min_{v \in \mathrm{dom} F} \sum_i B(v_i, u_i)` for 40 values
-    ``u`` (random in [-6, 6] plus 0, +-1, +-3) must equal :math:`\phi(u)` to :data:`ARGMIN_TOL_X`
-    = 3e-5 (max abs; 1e-4 for SCS) with optimal value 0 to 1e-7 (1e-5 SCS). Where ``B`` is
-    quadratic in ``v`` (ReLU, leaky ReLU, hard tanh, identity) a minimiser is only accurate to the
-    square root of the absolute objective accuracy, :math:`\sqrt{2 \cdot 40 \cdot 10^{-11}}
-    \approx 3\cdot 10^{-5}` at the solvers' tightest settings, hence that tolerance. For every activation, in array code:
-    :math:`B(\phi(u), u) \le 10^{-12}` and :math:`B(v, u) \ge -10^{-12}` on random ``v`` in the domain,
-    and :math:`B(\phi(u) \pm \delta, u) > 0` where the perturbed point is in the domain.
-    """
-    import cvxpy as cp
-    from cvx_fenchel.cvx import solve
-
-    rng = np.random.default_rng(seed)
-    u = np.concatenate([rng.uniform(-6, 6, 35), [0.0, 1.0, -1.0, 3.0, -3.0]])
-    out = []
-    for name in ACTIVATIONS:
-        act = get_activation(name, **ACT_PARAMS.get(name, {}))
-        U = xp.asarray(u)
-        phi = act.forward(U)
-        b0 = float(xp.max(xp.abs(act.divergence(phi, U))))
-        lo = -5.0 if math.isinf(act.lower) else act.lower
-        hi = 5.0 if math.isinf(act.upper) else act.upper
-        V = xp.asarray(rng.uniform(lo, hi, (200, u.size)))
-        bmin = float(xp.min(act.divergence(V, U[None, :])))
-        delta = 1e-3
-        moved = []
-        for sgn in (1.0, -1.0):
-            P = phi + sgn * delta
-            inside = to_numpy(act.in_domain(P)).astype(bool)
-            val = to_numpy(act.divergence(P, U))
-            moved.append(bool(np.all(val[inside] > 0)))
-        t0 = time.perf_counter()
-        ok = b0 <= 1e-12 and bmin >= -1e-12 and all(moved)
-        rec = {"check": "activation-argmin", "activation": name, "solver": "array",
-               "max_B_at_phi": b0, "min_B_random": bmin, "B_positive_off_phi": all(moved), "passed": ok,
-               "seconds": time.perf_counter() - t0}
-        out.append(rec)
-        if not act.has_cvxpy:
-            continue
-        for solver in solvers:
-            t0 = time.perf_counter()
-            v = cp.Variable(u.size)
-            prob = cp.Problem(cp.Minimize(act.cvxpy_divergence(v, u)), act.cvxpy_domain(v))
-            tol_x, tol_f = (1e-4, 1e-5) if solver == "SCS" else (ARGMIN_TOL_X, 1e-7)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    r = solve(prob, solver, name=f"argmin {name}")
-                err = float(np.max(np.abs(v.value - to_numpy(phi))))
-                val = float(r.objective)
-                ok = err <= tol_x and abs(val) <= tol_f
-                out.append({"check": "activation-argmin", "activation": name, "solver": solver,
-                            "max_abs_argmin_minus_phi": err, "optimal_value": val, "tol_x": tol_x,
-                            "tol_value": tol_f, "passed": ok, "seconds": time.perf_counter() - t0})
-            except Exception as exc:  # noqa: BLE001
-                out.append({"check": "activation-argmin", "activation": name, "solver": solver, "passed": False,
-                            "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0})
-    return out
-
-
-def _map_zoo():
-    return {
-        "dense 4->3": Dense(4, 3),
-        "conv 5x5x2 k3 ->2 (valid)": Conv2D((5, 5, 2), 2, (3, 3)),
-        "conv 5x5x2 k3 ->2 (same)": Conv2D((5, 5, 2), 2, (3, 3), "same"),
-        "conv 6x5x1 k(2,3) ->3": Conv2D((6, 5, 1), 3, (2, 3)),
-        "avgpool 4x4x2 s2": AvgPool2D((4, 4, 2), 2),
-        "flatten 3x3x2": Flatten((3, 3, 2)),
-        "pool+conv": Chain([AvgPool2D((8, 8, 1), 2), Conv2D((4, 4, 1), 2, (3, 3))]),
-        "conv+flatten": Chain([Conv2D((4, 4, 2), 1, (3, 3)), Flatten((2, 2, 1))]),
-        "flatten+dense": Chain([Flatten((3, 3, 2)), Dense(18, 3)]),
-    }
-
-
-def map_checks(seed: int = 0, xp=np) -> list[dict]:
-    r"""Adjoint identities of every linear map against its explicit matrices.
-
-    With ``M = input_matrix(W, m)``, ``K = weight_matrix(X)``, ``S = bias_matrix(m)``
-    (C-order vectorisations, float64): ``vec A(X; W) = M vec X = K vec W``,
-    ``vec A_X^T(G) = M^T vec G``, ``vec dW = K^T vec G``, ``db = S^T vec G``,
-    ``vec(A(X;W) + b) = K vec W + S b``, and the inner-product identity
-    :math:`\langle A(X), G\rangle = \langle X, A^\top G\rangle`, each to 1e-12 relative.
-    """
-    rng = np.random.default_rng(seed)
-    out = []
-    m = 3
-    for label, mp in _map_zoo().items():
-        t0 = time.perf_counter()
-        X = rng.standard_normal((m,) + mp.in_shape)
-        G = rng.standard_normal((m,) + mp.out_shape)
-        W = b = None
-        if mp.has_weights:
-            W = rng.standard_normal(mp.weight_shape)
-            b = rng.standard_normal(mp.bias_shape)
-        Xd, Gd, Wd, bd = (None if a is None else xp.asarray(a) for a in (X, G, W, b))
-        errs = {}
-
-        def rel(a, ref):
-            a = np.asarray(to_numpy(a), dtype=float).ravel()
-            ref = np.asarray(ref, dtype=float).ravel()
-            return float(np.max(np.abs(a - ref)) / max(1.0, float(np.max(np.abs(ref)))))
-
-        try:
-            M = mp.input_matrix(W, m)
-            errs["forward_vs_input_matrix"] = rel(mp.apply(Xd, Wd), M @ X.ravel())
-            errs["adjoint_input_vs_transpose"] = rel(mp.adjoint_input(Gd, Wd), M.T @ G.ravel())
-            lhs = float(np.vdot(to_numpy(mp.apply(Xd, Wd)), G))
-            rhs = float(np.vdot(X, to_numpy(mp.adjoint_input(Gd, Wd))))
-            errs["inner_product_identity_input"] = abs(lhs - rhs) / max(1.0, abs(lhs))
-            if mp.has_weights:
-                K = mp.weight_matrix(X)
-                S = mp.bias_matrix(m)
-                errs["forward_vs_weight_matrix"] = rel(mp.apply(Xd, Wd, bd), K @ W.ravel() + S @ b.ravel())
-                dW, db = mp.adjoint_weights(Gd, Xd)
-                errs["adjoint_weights_vs_transpose"] = rel(dW, K.T @ G.ravel())
-                errs["adjoint_bias_vs_transpose"] = rel(db, S.T @ G.ravel())
-                lhs = float(np.vdot(to_numpy(mp.apply(Xd, Wd)), G))
-                rhs = float(np.vdot(W, to_numpy(dW)))
-                errs["inner_product_identity_weights"] = abs(lhs - rhs) / max(1.0, abs(lhs))
-            worst = max(errs.values())
-            out.append({"check": "map-adjoint", "map": label, "errors": errs, "max_error": worst,
-                        "passed": worst <= 1e-12, "seconds": time.perf_counter() - t0})
-        except Exception as exc:  # noqa: BLE001
-            out.append({"check": "map-adjoint", "map": label, "errors": errs, "passed": False,
-                        "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the whole run
-# ---------------------------------------------------------------------------------------------
-def versions() -> dict:
-    """Versions of Python and of the packages the suite exercises."""
-    from importlib import metadata
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "cvxpy", "ecos", "scs", "clarabel", "cvx-fenchel", "cupy", "cupy-cuda12x",
-                "cupy-cuda13x"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def cpu_info() -> dict:
-    """CPU model (``/proc/cpuinfo``), logical CPUs usable by this process, BLAS threads if known."""
-    import os
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    info = {"cpu_model": model, "logical_cpus": n}
-    try:
-        from threadpoolctl import threadpool_info
-        info["blas_threads"] = max((p.get("num_threads", 0) for p in threadpool_info()), default=None)
-    except Exception:  # noqa: BLE001 - optional
-        pass
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var):
-            info[var] = os.environ[var]
-    return info
-
-
 def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", subproblems=None,
               solvers=SOLVERS, with_checks: bool = True, with_speed: bool | None = None,
               progress: Callable[[int, int, Spec], None] | None = None, specs: list[Spec] | None = None,
@@ -799,7 +402,7 @@ def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", sub
         Array module of the fast path (CVXPY always runs on the host).
         ``"cupy"`` raises :class:`~cvx_fenchel.errors.BackendError` without a GPU.
     subproblems : iterable of str or None
-        Restrict to these subproblem ids (default: all of :data:`SUBPROBLEMS`).
+        Restrict to these subproblem ids (default: every kind of the registry).
     with_speed : bool or None
         Run the MNIST-scale speed comparison (:mod:`verification.speed`); default: not in quick mode.
 

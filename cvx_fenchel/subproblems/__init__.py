@@ -39,7 +39,9 @@ subproblem, what each applies to, how each is built and solved: what verificatio
 """
 
 from .bound import LowerBound, lower_bound
+from .instances import Instance, Spec
 from .lnn import LNNSimplexCE, LNNW, LNNX
+from .registry import SubproblemKind, get_kind, kind_names, kinds, register_kind, unregister_kind
 from .strategies import (ClosedForm, Fista, GradientStep, Gram, GramState, SampleSpace, SampleSpaceState,
                          Strategy, select_strategy)
 from .wsteps import WHidden, WLast, WStep
@@ -47,8 +49,8 @@ from .xsteps import XHidden, XLast, XStep
 
 __all__ = ["XHidden", "XLast", "WHidden", "WLast", "LNNX", "LNNW", "LNNSimplexCE", "XStep", "WStep",
            "lower_bound", "LowerBound", "Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientStep",
-           "SampleSpaceState", "GramState", "select_strategy", "SUBPROBLEMS"]
+           "SampleSpaceState", "GramState", "select_strategy", "SubproblemKind", "register_kind", "unregister_kind",
+           "get_kind", "kinds", "kind_names", "Spec", "Instance", "SUBPROBLEMS"]
 
-#: Subproblem id -> class (``X-last-*``/``W-last-*`` for every registered loss share one class).
-SUBPROBLEMS = {cls.name: cls for cls in (XHidden, WHidden, LNNX, LNNW, LNNSimplexCE)}
-SUBPROBLEMS.update({"X-last-ce": XLast, "X-last-mse": XLast, "W-last-ce": WLast, "W-last-mse": WLast})
+#: Subproblem id -> problem class, for the kinds registered at import (the registry is the source).
+SUBPROBLEMS = {k.name: k.problem for k in kinds() if isinstance(k.problem, type)}
