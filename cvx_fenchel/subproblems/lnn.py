@@ -105,6 +105,10 @@ class LNNSimplexCE:
             raise InputError(f"{self.name}: Y must be non-negative")
         self.m = self.Y.shape[0]
 
+    def start(self):
+        """A feasible point: every row uniform on the simplex."""
+        return self.xp.full(self.Y.shape, 1.0 / self.Y.shape[1], dtype=self.dtype)
+
     def objective(self, Z) -> float:
         """:math:`-\\sum Y \\log Z + \\lambda\\|Z - X^0\\|^2` (``inf`` for negative entries; ``0 log 0 = 0``)."""
         xp = self.xp
