@@ -165,12 +165,18 @@ class _Draw:
 # ---------------------------------------------------------------------------------------------
 # generators, one per family of kinds
 # ---------------------------------------------------------------------------------------------
+def _x_step(spec: Spec, role: str, xp, dtype):
+    """Draws of an X-step: the map (``hidden``: ``w_in -> w_out``; ``last``: ``w_in -> k`` classes),
+    weights of fan-in scale (twice that for ``last``) and previous pre-activations ``U_prev``."""
+    d = _Draw(spec, role, xp, dtype)
+    mp = example_map(spec.map, role, d.w_in, d.w_out if role == "hidden" else d.k)
+    W, b = d.weights(mp, 1.0 if role == "hidden" else 2.0)
+    return d, mp, W, b, d.pre((d.m,) + mp.in_shape)
+
+
 def build_x_hidden(spec: Spec, xp=np, dtype=np.float64) -> Instance:
     """X-hidden: ``X_next = phi(pre)``, ``U_prev = pre``, ``W`` of fan-in scale."""
-    d = _Draw(spec, "hidden", xp, dtype)
-    mp = example_map(spec.map, "hidden", d.w_in, d.w_out)
-    W, b = d.weights(mp)
-    U_prev = d.pre((d.m,) + mp.in_shape)
+    d, mp, W, b, U_prev = _x_step(spec, "hidden", xp, dtype)
     X_next = to_numpy(d.act.forward(d.pre((d.m,) + mp.out_shape)))
     sub = XHidden(d.A(X_next), d.A(U_prev), d.A(W), d.A(b), d.act, d.act, lam=d.lam, lam_prev=d.lam,
                   coef=float(d.rng.uniform(0.5, 2.0)), linear_map=mp, dtype=dtype)
@@ -179,10 +185,7 @@ def build_x_hidden(spec: Spec, xp=np, dtype=np.float64) -> Instance:
 
 def build_lnn_x(spec: Spec, xp=np, dtype=np.float64) -> Instance:
     """LNN-X: Gaussian ``X_next``, ``U_prev = pre``; projection on ``Z >= 0``."""
-    d = _Draw(spec, "hidden", xp, dtype)
-    mp = example_map(spec.map, "hidden", d.w_in, d.w_out)
-    W, b = d.weights(mp)
-    U_prev = d.pre((d.m,) + mp.in_shape)
+    d, mp, W, b, U_prev = _x_step(spec, "hidden", xp, dtype)
     X_next = d.scale * d.rng.standard_normal((d.m,) + mp.out_shape)
     lam_prev = _lam(d.v, d.rng) if d.v in ("tiny-lambda", "huge-lambda") else float(d.rng.uniform(0.3, 3.0))
     sub = LNNX(d.A(X_next), d.A(U_prev), d.A(W), d.A(b), lam=d.lam, lam_prev=lam_prev, linear_map=mp,
@@ -192,10 +195,7 @@ def build_lnn_x(spec: Spec, xp=np, dtype=np.float64) -> Instance:
 
 def build_x_last(spec: Spec, xp=np, dtype=np.float64) -> Instance:
     """X-last-*: targets from the loss, ``U_prev = pre``, ``W`` twice the fan-in scale."""
-    d = _Draw(spec, "last", xp, dtype)
-    mp = example_map(spec.map, "last", d.w_in, d.k)
-    W, b = d.weights(mp, 2.0)
-    U_prev = d.pre((d.m,) + mp.in_shape)
+    d, mp, W, b, U_prev = _x_step(spec, "last", xp, dtype)
     Y = d.targets(mp.n_out)
     sub = XLast(d.A(Y), d.A(U_prev), d.A(W), d.A(b), d.act, loss=spec.loss, lam_prev=d.lam,
                 coef=float(d.rng.uniform(0.5, 3.0)), linear_map=mp, dtype=dtype)
