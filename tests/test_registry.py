@@ -3,6 +3,7 @@ time is verified with no other edit, and every registered activation, loss and m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -254,3 +255,23 @@ def test_generators_are_seeded_and_sized_for_cvxpy(name):
         assert math.isfinite(inst.problem.objective(inst.problem.start()))
     with pytest.raises(InputError, match="variant"):
         kind.build_instance(Spec(name, spec.activation, spec.loss, spec.map, "huge", 1))
+
+
+def test_a_registered_kind_is_planned_built_and_verified():
+    """A kind registered at run time (here a second name for the 2018 model's X-step) gets its
+    cases from make_specs and passes run_suite; it leaves with unregister_kind."""
+    from cvx_fenchel.subproblems import LNNX, SubproblemKind, register_kind, unregister_kind
+    from cvx_fenchel.subproblems.instances import build_lnn_x
+    kind = SubproblemKind("toy-nnls", "min_(Z >= 0) lam ||A(Z) + b - X_next||^2 + lam_prev ||Z - U_prev||^2",
+                          LNNX, ("fista",), build_lnn_x, map_role="hidden")
+    register_kind(kind)
+    try:
+        specs = [s for s in make_specs(True, seed=0) if s.subproblem == "toy-nnls"]
+        assert {s.map for s in specs} == set(map_labels("hidden")) and len(specs) == len(map_labels("hidden")) + 8
+        res = run_suite(specs=specs, with_checks=False, with_speed=False, solvers=("CLARABEL",))
+        assert res["summary"]["passed"] and res["summary"]["instances"] == len(specs)
+        with pytest.raises(InputError, match="already registered"):
+            register_kind(dataclasses.replace(kind, formula="other"))
+    finally:
+        unregister_kind("toy-nnls")
+    assert "toy-nnls" not in kind_names()

@@ -32,6 +32,7 @@ import numpy as np
 from ..activations import activation_names
 from ..errors import InputError, UnknownNameError
 from ..losses import loss_names
+from ..registry import Registry
 from . import bound
 from .instances import (EDGE_VARIANTS, ILL_CONDITIONED, W_ILL_CONDITIONED, W_VARIANTS, Instance, Spec,
                         build_lnn_x, build_lower_bound, build_simplex, build_w_step, build_x_hidden, build_x_last,
@@ -41,7 +42,8 @@ from .strategies import STRATEGIES
 from .wsteps import WHidden, WLast
 from .xsteps import XHidden, XLast, loss_tag
 
-__all__ = ["SubproblemKind", "BoundKind", "register_kind", "unregister_kind", "get_kind", "kinds", "kind_names"]
+__all__ = ["SubproblemKind", "BoundKind", "KINDS", "register_kind", "unregister_kind", "get_kind", "kinds",
+           "kind_names"]
 
 _W_SOLVERS = tuple(n for n in STRATEGIES if n != "gradient-step")
 
@@ -143,26 +145,26 @@ class BoundKind(SubproblemKind):
         return out.X1, float(out.G), {"p_cvx": float(out.p)}
 
 
-_FAMILIES: dict[str, SubproblemKind] = {}
+#: The registered kinds and ``per_loss`` families, in registration order.
+KINDS: Registry[SubproblemKind] = Registry("subproblem kind")
 
 
 def register_kind(kind: SubproblemKind) -> SubproblemKind:
     """Register a kind (or a ``per_loss`` family) under its name; returns it."""
     if not isinstance(kind, SubproblemKind) or not kind.name:
         raise InputError(f"register_kind needs a SubproblemKind with a name, got {kind!r}")
-    _FAMILIES[kind.name] = kind
-    return kind
+    return KINDS.register(kind.name, kind)
 
 
 def unregister_kind(name: str) -> None:
     """Remove a registered kind or family (for tests that register a toy one)."""
-    _FAMILIES.pop(name, None)
+    KINDS.unregister(name)
 
 
 def kinds() -> tuple[SubproblemKind, ...]:
     """Every kind, ``per_loss`` families expanded over the registered losses, in registration order."""
     out = []
-    for fam in _FAMILIES.values():
+    for fam in KINDS.values():
         if fam.per_loss:
             out += [dataclasses.replace(fam, name=f"{fam.name}-{loss_tag(lo)}", loss=lo, per_loss=False)
                     for lo in loss_names()]
