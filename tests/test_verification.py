@@ -220,25 +220,70 @@ def test_gap_is_one_sided_fast_below_solver_passes(monkeypatch):
     assert not rec.passed and rec.fast_excess > GAP_TOL["CLARABEL"]
 
 
-def test_speed_row_lbfgsb_objectives_are_the_subproblems():
-    """The L-BFGS-B objectives of the speed row (written out independently) equal the subproblems'
-    array objectives, and their gradients equal the subproblems' gradients (small sizes)."""
-    from verification.speed import _whidden_fun, _xlast_fun, build_mnist_instances
-    xlast, whidden, _ = build_mnist_instances(seed=1, m=30, hidden=12)
+def _xlast_relu_ce(sub):
+    r"""Independent formula: ``f(z), grad`` of :math:`c\,\mathrm{CE}(Y, ZW + b) + \lambda \sum (Z^2/2 +
+    \max(U,0)^2/2 - UZ)` (ReLU, Z >= 0)."""
+    Y, U, W, b = sub.Y, sub.U_prev, sub.W, sub.b
+    c, lam = sub.coef, sub.lam_prev
+    const = 0.5 * lam * float(np.sum(np.maximum(U, 0.0) ** 2))
+
+    def fun(z):
+        Z = z.reshape(U.shape)
+        O = Z @ W + b
+        mx = O.max(axis=1, keepdims=True)
+        E = np.exp(O - mx)
+        s = E.sum(axis=1, keepdims=True)
+        f = c * ((mx[:, 0] + np.log(s[:, 0])).sum() - np.sum(Y * O)) + lam * (0.5 * np.sum(Z * Z) - np.sum(U * Z))
+        return float(f + const), (c * (E / s - Y) @ W.T + lam * (Z - U)).ravel()
+    return fun
+
+
+def _whidden_relu(sub):
+    r"""Independent formula: ``f(theta), grad`` of :math:`\lambda \sum (X_1^2/2 + \max(U,0)^2/2 - U X_1)
+    + \rho\|\theta\|^2 + \gamma\|\theta - \theta_0\|^2`, ``U = XW + b`` (ReLU)."""
+    X, V, W0, b0 = sub.X, sub.X_next, sub.W0, sub.b0
+    lam, rho, gamma = sub.lam, sub.rho, sub.gamma
+    n, k = W0.shape
+
+    def fun(theta):
+        W, b = theta[: n * k].reshape(n, k), theta[n * k:]
+        U = X @ W + b
+        P = np.maximum(U, 0.0)
+        f = lam * (0.5 * np.sum(P * P) - np.sum(U * V) + 0.5 * np.sum(V * V))
+        f += rho * (np.sum(W * W) + np.sum(b * b)) + gamma * (np.sum((W - W0) ** 2) + np.sum((b - b0) ** 2))
+        R = lam * (P - V)
+        gW = X.T @ R + 2 * rho * W + 2 * gamma * (W - W0)
+        gb = R.sum(axis=0) + 2 * rho * b + 2 * gamma * (b - b0)
+        return float(f), np.concatenate([gW.ravel(), gb])
+    return fun
+
+
+def test_speed_rows_come_from_the_registry_and_lbfgsb_sees_the_subproblems():
+    """The speed rows are the registry's kinds with an MNIST-scale case; the objective and gradient
+    L-BFGS-B minimises (the subproblem's own, flattened) equal independent formulas written out
+    for ReLU (small sizes), and the bounds are the X-step's domain."""
+    from verification.speed import build_speed_instance, lbfgsb_problem, speed_kinds
+    assert [k.name for k in speed_kinds()] == ["X-last-ce", "W-hidden"]
     rng = np.random.default_rng(0)
-    fun, shape = _xlast_fun(xlast)
-    Z = np.maximum(np.asarray(xlast.start()) + 0.1 * rng.standard_normal(shape), 0.0)
-    f, g = fun(Z.ravel())
-    assert f == pytest.approx(xlast.objective(Z), rel=1e-12)
-    d = rng.standard_normal(Z.size)
-    h = 1e-6
-    Zp, Zm = Z.ravel() + h * d, Z.ravel() - h * d
-    assert (fun(Zp)[0] - fun(Zm)[0]) / (2 * h) == pytest.approx(g @ d, rel=1e-5)
-    fun, (n, k) = _whidden_fun(whidden)
-    W = np.asarray(whidden.W0) + 0.05 * rng.standard_normal((n, k))
-    b = np.asarray(whidden.b0) + 0.05 * rng.standard_normal(k)
-    f, g = fun(np.concatenate([W.ravel(), b]))
-    assert f == pytest.approx(whidden.objective((W, b)), rel=1e-12)
-    gW, gb = whidden.grad((W, b))
-    np.testing.assert_allclose(g, np.concatenate([np.asarray(gW).ravel(), np.asarray(gb)]), rtol=1e-10,
-                               atol=1e-10)
+    for name, indep in (("X-last-ce", _xlast_relu_ce), ("W-hidden", _whidden_relu)):
+        sub, settings = build_speed_instance(name, seed=1, m=30, hidden=12)
+        assert settings["activation"] == "relu" and settings["samples"] == 30
+        fun, x0, bounds = lbfgsb_problem(sub)
+        assert (bounds is None) == (name == "W-hidden") and (bounds is None or bounds[0] == (0.0, None))
+        x = np.abs(x0 + 0.05 * rng.standard_normal(x0.size))
+        f, g = fun(x)
+        f_ind, g_ind = indep(sub)(x)
+        assert f == pytest.approx(f_ind, rel=1e-12)
+        np.testing.assert_allclose(g, g_ind, rtol=1e-10, atol=1e-10)
+
+
+def test_speed_run_small_is_well_formed():
+    """run_speed end to end on a small instance (no CVXPY): rows per registry kind, checks pass,
+    and the Markdown section names each row's settings."""
+    from verification.speed import run_speed, speed_markdown
+    res = run_speed(seed=0, with_cvxpy=False, m=20, hidden=8)
+    assert [r["subproblem"] for r in res["rows"]] == ["X-last-ce", "W-hidden"] and res["correct"]
+    for r in res["rows"]:
+        assert r["objective_check_rel"] <= 1e-12 and r["gradient_check_rel"] <= 1e-5 and r["fast_matches"]
+    md = speed_markdown(res)
+    assert "X-last-ce: lam = 1, coef (lbd_coef) = 10" in md and "W-hidden: lam = 1, rho = 0, gamma = 10" in md

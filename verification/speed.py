@@ -1,26 +1,20 @@
-r"""Speed row: the fast path against scipy's L-BFGS-B (the original code's solver) and CVXPY.
+r"""Speed rows: the fast path against scipy's L-BFGS-B (the original code's solver) and CVXPY.
 
-At MNIST scale (500 samples of the shipped subset, pixels in [0, 1]; 784-300-10,
-ReLU; Xavier weights, biases 0.1, as the original code initialises them) two
-subproblems with the original code's settings:
-
-* **X-last-ce**: :math:`\min_{Z \ge 0} 10\,\mathrm{CE}(Y, Z W_1 + b_1) + \sum B(Z, X W_0 + b_0)`
-  (``Z``: 500 x 300 = 150,000 variables; lam = 1, coef = ``lbd_coef`` = 10);
-* **W-hidden**: :math:`\min_{W, b} \sum B(X_1, X W + b) + 10\,\|(W, b) - (W_0, b_0)\|^2`
-  (784 x 300 + 300 = 235,500 variables; lam = 1, rho = 0, gamma = 10), with
-  ``X_1 = relu(X W_0 + b_0 + 0.3 N)`` (a perturbed feed-forward value).
-
+One row per subproblem kind of the registry with an MNIST-scale instance at the original code's
+settings (``SubproblemKind.speed_case``, :mod:`cvx_fenchel.subproblems.benchmark`: today
+X-last-ce and W-hidden, 500 images of the shipped subset, 784-300-10, ReLU, Xavier weights).
 Each is solved
 
 * by a high-accuracy reference (the fast path at ``tol=1e-13``),
 * by the fast path at the loosest tolerance of 1e-4, 1e-5, ... whose objective is within 1e-7
   (relative) of the reference (the timed run is a second, separate solve at that tolerance),
-* by ``scipy.optimize.minimize(method="L-BFGS-B")`` with analytic gradients (bounds ``Z >= 0``
-  for the X-step) at its default tolerances, from the same starting point as the fast path
-  (the feed-forward value for the X-step, ``(W_0, b_0)`` for the W-step),
-* by CVXPY with Clarabel in a child process with a time limit (X-last-ce), or recorded as
-  ``skipped (size)`` where the declaration is too large to build (W-hidden: the affine map
-  ``(W, b) -> XW + b`` alone has about 22 million non-zeros).
+* by ``scipy.optimize.minimize(method="L-BFGS-B")`` on the subproblem's own ``objective`` and
+  ``grad`` (bounds: the X-step's domain, ``bounds()``) at its default tolerances, from the same
+  starting point as the fast path (``start()``: the feed-forward value for an X-step,
+  ``(W_0, b_0)`` for a W-step); the gradient is checked by a central difference at the start,
+* by CVXPY with Clarabel in a child process with a time limit, or recorded as
+  ``skipped (size)`` where the declaration is too large to build (an affine map with more than
+  :data:`CVXPY_MAX_NNZ` non-zeros, e.g. W-hidden's ``(W, b) -> XW + b``, about 22 million).
 
 Reported: seconds, objectives, relative differences to the reference, and the speed-up of the
 fast path over L-BFGS-B, with the CPU model and thread count.
@@ -38,83 +32,79 @@ import numpy as np
 
 from cvx_fenchel.machine import cpu_info, versions
 
-__all__ = ["run_speed", "build_mnist_instances", "speed_markdown", "main"]
+__all__ = ["run_speed", "speed_kinds", "build_speed_instance", "lbfgsb_problem", "speed_markdown", "main"]
 
 #: Target of the issue: fast path at least this many times faster than L-BFGS-B.
 TARGET_SPEEDUP = 100.0
 #: Objective agreement demanded of the timed fast-path run (relative to the reference).
 MATCH_TOL = 1e-7
 CVXPY_TIME_LIMIT = 180.0
+#: CVXPY is skipped for declarations whose affine map has more non-zeros than this.
+CVXPY_MAX_NNZ = 10_000_000
 
 
-def build_mnist_instances(seed: int = 0, m: int = 500, hidden: int = 300):
-    """``(xlast, whidden, info)``: the two MNIST-scale subproblems described in the module docstring."""
-    from cvx_fenchel.datasets import load_mnist
-    from cvx_fenchel.maps import Dense
-    from cvx_fenchel.subproblems import WHidden, XLast
-
-    Xtr, ytr, _, _ = load_mnist(normalize=True, flatten=True)
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(Xtr.shape[0], m, replace=False)
-    X = np.ascontiguousarray(Xtr[idx], dtype=np.float64)
-    Y = np.eye(10)[ytr[idx]]
-    W0, b0 = Dense(X.shape[1], hidden).init_weights(rng, "xavier")
-    W1, b1 = Dense(hidden, 10).init_weights(rng, "xavier")
-    U0 = X @ W0 + b0
-    xlast = XLast(Y, U0, W1, b1, "relu", loss="cross_entropy", lam_prev=1.0, coef=10.0)
-    X1 = np.maximum(U0 + 0.3 * rng.standard_normal(U0.shape), 0.0)
-    whidden = WHidden(X, X1, "relu", lam=1.0, rho=0.0, gamma=10.0, W0=W0, b0=b0)
-    info = {"samples": m, "inputs": X.shape[1], "hidden": hidden, "classes": 10,
-            "data": "cvx_fenchel.datasets.load_mnist() subset, 500 random training images, pixels / 255",
-            "init": "Xavier (Glorot uniform) weights, biases 0.1", "activation": "relu"}
-    return xlast, whidden, info
+def speed_kinds() -> list:
+    """The registry's kinds with an MNIST-scale instance, in registry order."""
+    from cvx_fenchel.subproblems import kinds
+    return [k for k in kinds() if k.speed_case() is not None]
 
 
-# ---------------------------------------------------------------------------------------------
-# objective + gradient for L-BFGS-B (written out here, independent of the fast path's internals)
-# ---------------------------------------------------------------------------------------------
-def _xlast_fun(sub):
-    r"""``f(z), grad`` of :math:`c\,\mathrm{CE}(Y, ZW + b) + \lambda \sum (Z^2/2 + \max(U,0)^2/2 - UZ)`."""
-    Y, U, W, b = sub.Y, sub.U_prev, sub.W, sub.b
-    c, lam = sub.coef, sub.lam_prev
-    shape = U.shape
-    const = 0.5 * lam * float(np.sum(np.maximum(U, 0.0) ** 2))
+def build_speed_instance(kind_name: str, seed: int = 0, m: int = 500, hidden: int = 300):
+    """``(problem, settings)``: the MNIST-scale instance of the kind ``kind_name``."""
+    from cvx_fenchel.subproblems import get_kind
+    return get_kind(kind_name).speed_case()(seed, m, hidden)
+
+
+def lbfgsb_problem(sub):
+    """``(fun, x0, bounds)`` for L-BFGS-B: ``fun(z) = (objective, gradient)`` of ``sub`` on the flat
+    vector ``z`` (``(W, b)`` of a W-step concatenated), its start and its entrywise bounds."""
+    x0 = sub.start()
+    parts = x0 if isinstance(x0, tuple) else (x0,)
+    shapes = [tuple(a.shape) for a in parts]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+
+    def unflat(z):
+        out, i = [], 0
+        for sh, n in zip(shapes, sizes):
+            out.append(z[i:i + n].reshape(sh))
+            i += n
+        return tuple(out) if isinstance(x0, tuple) else out[0]
+
+    def flat(x):
+        return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in (x if isinstance(x, tuple) else (x,))])
 
     def fun(z):
-        Z = z.reshape(shape)
-        O = Z @ W + b
-        mx = O.max(axis=1, keepdims=True)
-        E = np.exp(O - mx)
-        s = E.sum(axis=1, keepdims=True)
-        lse = mx[:, 0] + np.log(s[:, 0])
-        f = c * (lse.sum() - np.sum(Y * O)) + lam * (0.5 * np.sum(Z * Z) - np.sum(U * Z)) + const
-        G = c * (E / s - Y) @ W.T + lam * (Z - U)
-        return float(f), G.ravel()
+        x = unflat(z)
+        return float(sub.objective(x)), flat(sub.grad(x))
 
-    return fun, shape
+    bounds = None
+    if hasattr(sub, "bounds"):
+        lo, hi = sub.bounds()
+        lo = None if math.isinf(lo) else lo
+        hi = None if math.isinf(hi) else hi
+        bounds = None if lo is None and hi is None else [(lo, hi)] * int(sum(sizes))
+    return fun, flat(x0), bounds
 
 
-def _whidden_fun(sub):
-    r"""``f(theta), grad`` of :math:`\lambda \sum (X_1^2/2 + \max(U,0)^2/2 - U X_1) + \gamma\|\theta - \theta_0\|^2`,
-    ``U = XW + b`` (ReLU, rho = 0)."""
-    X, V, W0, b0 = sub.X, sub.X_next, sub.W0, sub.b0
-    lam, rho, gamma = sub.lam, sub.rho, sub.gamma
-    n, k = W0.shape
-    const = 0.5 * lam * float(np.sum(V * V))
+def _affine_nnz(sub) -> int:
+    """Non-zeros of the affine map the CVXPY declaration builds (dense maps): samples x weights."""
+    W = getattr(sub, "W", None)
+    return int(sub.m * (np.prod(sub.map.weight_shape) if W is None or hasattr(sub, "X") else W.size))
 
-    def fun(theta):
-        W = theta[: n * k].reshape(n, k)
-        b = theta[n * k:]
-        U = X @ W + b
-        P = np.maximum(U, 0.0)
-        f = lam * (0.5 * np.sum(P * P) - np.sum(U * V)) + const
-        f += rho * (np.sum(W * W) + np.sum(b * b)) + gamma * (np.sum((W - W0) ** 2) + np.sum((b - b0) ** 2))
-        R = lam * (P - V)
-        gW = X.T @ R + 2 * rho * W + 2 * gamma * (W - W0)
-        gb = R.sum(axis=0) + 2 * rho * b + 2 * gamma * (b - b0)
-        return float(f), np.concatenate([gW.ravel(), gb])
 
-    return fun, (n, k)
+def _gradient_check(fun, x0, bounds=None, seed: int = 0) -> float:
+    """Relative error of the directional derivative ``grad . d`` against a central difference
+    (``d`` random, unit norm, zero on entries within the step of a bound)."""
+    d = np.random.default_rng(seed).standard_normal(x0.size)
+    h = 1e-6 * max(1.0, float(np.linalg.norm(x0)))
+    if bounds is not None:
+        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+        d[(x0 - lo <= 2 * h) | (hi - x0 <= 2 * h)] = 0.0
+    d /= max(np.linalg.norm(d), 1e-300)
+    fd = (fun(x0 + h * d)[0] - fun(x0 - h * d)[0]) / (2 * h)
+    g = float(fun(x0)[1] @ d)
+    return abs(fd - g) / max(1.0, abs(g))
 
 
 def _lbfgsb(fun, x0, bounds):
@@ -126,8 +116,7 @@ def _lbfgsb(fun, x0, bounds):
 
 def _cvxpy_child(kind: str, seed: int, queue) -> None:  # pragma: no cover - runs in a child process
     try:
-        xlast, whidden, _ = build_mnist_instances(seed)
-        sub = xlast if kind == "X-last-ce" else whidden
+        sub, _ = build_speed_instance(kind, seed)
         t0 = time.perf_counter()
         _, res = sub.solve_cvxpy("CLARABEL")
         queue.put({"objective": res.objective, "seconds": time.perf_counter() - t0, "status": res.status})
@@ -183,46 +172,43 @@ def _time_fast(sub, f_ref: float, n_vars: int) -> dict:
 
 
 def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxpy: bool = True,
-              log=None) -> dict:
-    """Run the speed comparison; returns a JSON-able dict (rows, machine, verdict)."""
+              log=None, m: int = 500, hidden: int = 300) -> dict:
+    """Run the speed comparison (``m`` samples, ``hidden`` units); returns a JSON-able dict (rows,
+    machine, verdict)."""
     def say(msg):
         if log is not None:
             log(msg)
 
-    xlast, whidden, info = build_mnist_instances(seed)
     rows = []
-    for name, sub in (("X-last-ce", xlast), ("W-hidden", whidden)):
+    info = {}
+    for kind in speed_kinds():
+        name = kind.name
+        sub, settings = kind.speed_case()(seed, m, hidden)
+        info = {k: v for k, v in settings.items() if k not in ("lam", "coef (lbd_coef)", "rho", "gamma")}
         say(f"speed: {name} reference")
         t0 = time.perf_counter()
         ref = sub.solve_fast(tol=1e-13, max_iter=500_000, warn=False)
         ref_sec = time.perf_counter() - t0
-        if name == "X-last-ce":
-            fun, shape = _xlast_fun(sub)
-            x0 = np.asarray(sub.start(), dtype=np.float64).ravel()
-            bounds = [(0.0, None)] * x0.size
-            n_vars = x0.size
-        else:
-            fun, _ = _whidden_fun(sub)
-            x0 = np.concatenate([np.asarray(sub.W0).ravel(), np.asarray(sub.b0).ravel()])
-            bounds = None
-            n_vars = x0.size
-        # the hand-written L-BFGS-B objective must be the subproblem's objective
+        fun, x0, bounds = lbfgsb_problem(sub)
+        n_vars = x0.size
         f0 = fun(x0)[0]
         f0_sub = sub.objective(sub.start())
+        grad_err = _gradient_check(fun, x0, bounds, seed)
         say(f"speed: {name} fast path")
         fast = _time_fast(sub, ref.objective, n_vars)
         say(f"speed: {name} L-BFGS-B")
         r, lsec = _lbfgsb(fun, x0, bounds)
         lb = {"seconds": lsec, "objective": float(r.fun), "rel_diff": _rel(float(r.fun), ref.objective),
               "n_iter": int(r.nit), "n_fev": int(r.nfev), "status": str(r.message), "settings": "scipy defaults"}
-        if with_cvxpy and name == "X-last-ce":
+        nnz = _affine_nnz(sub)
+        if nnz > CVXPY_MAX_NNZ:
+            cv = {"status": f"skipped (size): {n_vars:,} variables and an affine map with about "
+                            f"{nnz / 1e6:.0f} million non-zeros", "seconds": None, "objective": None}
+        elif with_cvxpy:
             say(f"speed: {name} CVXPY/Clarabel (limit {cvxpy_limit:.0f} s)")
             cv = _cvxpy_timed(name, seed, cvxpy_limit)
             if cv.get("objective") is not None:
                 cv["rel_diff"] = _rel(cv["objective"], ref.objective)
-        elif name == "W-hidden":
-            cv = {"status": "skipped (size): 235,500 variables and a 150,000 x 235,500 affine map with "
-                            "about 22 million non-zeros", "seconds": None, "objective": None}
         else:
             cv = {"status": "skipped (not requested)", "seconds": None, "objective": None}
         speedup = lsec / fast["seconds"] if fast["seconds"] > 0 else math.inf
@@ -237,12 +223,14 @@ def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxp
         rows.append({"subproblem": name, "variables": n_vars, "reference": {
             "objective": ref.objective, "tol": 1e-13, "seconds": ref_sec, "residual": ref.residual,
             "n_iter": ref.n_iter}, "fast": fast, "lbfgsb": lb, "cvxpy_clarabel": cv,
-            "speedup_vs_lbfgsb": speedup, "objective_check_rel": _rel(f0, f0_sub),
+            "speedup_vs_lbfgsb": speedup, "objective_check_rel": _rel(f0, f0_sub), "gradient_check_rel": grad_err,
+            "settings": {k: settings[k] for k in ("lam", "coef (lbd_coef)", "rho", "gamma") if k in settings},
             "eval_seconds": t_eval, "budget_evals_for_target": lsec / TARGET_SPEEDUP / t_eval,
             "fast_matches": fast["rel_diff"] <= MATCH_TOL, "target_met": speedup >= TARGET_SPEEDUP})
     return {"instance": info, "machine": cpu_info(), "versions": versions(), "target_speedup": TARGET_SPEEDUP,
             "match_tol": MATCH_TOL, "rows": rows,
-            "correct": all(r["fast_matches"] and r["objective_check_rel"] <= 1e-10 for r in rows),
+            "correct": all(r["fast_matches"] and r["objective_check_rel"] <= 1e-10 and r["gradient_check_rel"] <= 1e-5
+                           for r in rows),
             "target_met": all(r["target_met"] for r in rows)}
 
 
@@ -254,14 +242,16 @@ def speed_markdown(speed: dict | None) -> str:
     """Markdown section of the speed row."""
     if not speed:
         return "## Speed (MNIST scale)\n\nNot run (quick mode; run without `--quick` or `python -m verification.speed`).\n"
-    mach = speed["machine"]
+    mach, inst = speed["machine"], speed["instance"]
     lines = ["## Speed (MNIST scale)", "",
-             f"{speed['instance']['samples']} MNIST images (shipped subset, pixels in [0, 1]), 784-300-10, ReLU, "
-             "Xavier weights, biases 0.1. X-last-ce: lam = 1, coef (`lbd_coef`) = 10; W-hidden: lam = 1, "
-             "rho = 0, gamma = 10. Reference: the fast path at tol 1e-13. The fast path runs at the loosest "
+             f"{inst['samples']} MNIST images (shipped subset, pixels in [0, 1]), {inst['inputs']}-{inst['hidden']}-"
+             f"{inst['classes']}, {inst.get('activation', '?')}, {inst.get('loss', '?')}, Xavier weights, biases 0.1. "
+             + "; ".join(f"{r['subproblem']}: " + ", ".join(f"{k} = {v:g}" for k, v in r.get("settings", {}).items())
+                         for r in speed["rows"])
+             + ". Reference: the fast path at tol 1e-13. The fast path runs at the loosest "
              f"tolerance whose objective is within {speed['match_tol']:g} (relative) of the reference "
-             "(best of 3 runs); L-BFGS-B (scipy defaults, analytic gradient, bounds Z >= 0 for the X-step) "
-             "from the same start.", "",
+             "(best of 3 runs); L-BFGS-B (scipy defaults, the subproblem's objective and gradient, bounds of "
+             "the X-step's domain) from the same start.", "",
              f"CPU: {mach.get('cpu_model')}; {mach.get('logical_cpus')} logical CPU(s) available"
              + (f", BLAS threads {mach['blas_threads']}" if mach.get("blas_threads") else "") + ".", "",
              "| subproblem | variables | fast path s (tol) | fast rel. diff | L-BFGS-B s | L-BFGS-B rel. diff "
@@ -295,42 +285,46 @@ def speed_markdown(speed: dict | None) -> str:
 
 
 def compare_w_paths(seed: int = 0, tol: float = 1e-6, repeats: int = 3) -> list[dict]:
-    """The W-hidden instance solved by every preconditioned W-step strategy that applies to it
-    (:data:`cvx_fenchel.subproblems.strategies.STRATEGIES`: sample space, weight-space Gram steps;
-    plain FISTA needs thousands of iterations here) at one tolerance: best-of-``repeats`` seconds,
-    iterations, objective (same machine state, back to back)."""
+    """Each MNIST-scale W-step instance (:func:`speed_kinds`) solved by every preconditioned W-step
+    strategy that applies to it (:data:`cvx_fenchel.subproblems.strategies.STRATEGIES`: sample space,
+    weight-space Gram steps; plain FISTA needs thousands of iterations here) at one tolerance:
+    best-of-``repeats`` seconds, iterations, objective (same machine state, back to back)."""
     from cvx_fenchel.subproblems.strategies import STRATEGIES
-    _, whidden, _ = build_mnist_instances(seed)
     rows = []
-    for name, strategy in STRATEGIES.items():
-        if name in ("closed-form", "gradient-step", "fista") or not strategy.applies(whidden):
+    for kind in speed_kinds():
+        sub, _ = kind.speed_case()(seed, 500, 300)
+        if not hasattr(sub, "strategy_state"):
             continue
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            r = whidden.solve_fast(tol=tol, max_iter=200_000, warn=False, strategy=strategy)
-            times.append(time.perf_counter() - t0)
-        rows.append({"path": name, "tol": tol, "seconds": min(times), "n_iter": r.n_iter,
-                     "objective": r.objective, "residual": r.residual})
+        for name, strategy in STRATEGIES.items():
+            if name in ("closed-form", "gradient-step", "fista") or not strategy.applies(sub):
+                continue
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                r = sub.solve_fast(tol=tol, max_iter=200_000, warn=False, strategy=strategy)
+                times.append(time.perf_counter() - t0)
+            rows.append({"subproblem": kind.name, "path": name, "tol": tol, "seconds": min(times),
+                         "n_iter": r.n_iter, "objective": r.objective, "residual": r.residual})
     return rows
 
 
 def main(argv=None) -> int:
     """``python -m verification.speed [--seed N] [--out FILE.json] [--no-cvxpy] [--w-paths]``: print the
-    speed table (or, with ``--w-paths``, the W-hidden instance by each preconditioned W-step strategy)."""
+    speed table (or, with ``--w-paths``, the W-step instances by each preconditioned strategy)."""
     import argparse
     ap = argparse.ArgumentParser(prog="python -m verification.speed", description=main.__doc__)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON result here")
     ap.add_argument("--no-cvxpy", action="store_true", help="skip the CVXPY/Clarabel column")
     ap.add_argument("--w-paths", action="store_true",
-                    help="only time W-hidden by each preconditioned W-step strategy (sample space, Gram)")
+                    help="only time the W-step instances by each preconditioned strategy (sample space, Gram)")
     args = ap.parse_args(argv)
     if args.w_paths:
         rows = compare_w_paths(args.seed)
-        print("| W-hidden strategy | tol | best of 3 s | iterations | objective | residual |\n|---|---|---|---|---|---|")
+        print("| subproblem | strategy | tol | best of 3 s | iterations | objective | residual |\n"
+              "|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['path']} | {r['tol']:g} | {r['seconds']:.3f} | {r['n_iter']} | {r['objective']:.10g} | "
+            print(f"| {r['subproblem']} | {r['path']} | {r['tol']:g} | {r['seconds']:.3f} | {r['n_iter']} | {r['objective']:.10g} | "
                   f"{r['residual']:.1e} |")
         return 0
     res = run_speed(args.seed, with_cvxpy=not args.no_cvxpy, log=lambda s: print(s, file=sys.stderr))

@@ -34,6 +34,7 @@ from ..errors import InputError, UnknownNameError
 from ..losses import loss_names
 from ..registry import Registry
 from . import bound
+from .benchmark import SPEED_CASES
 from .instances import (EDGE_VARIANTS, ILL_CONDITIONED, W_ILL_CONDITIONED, W_VARIANTS, Instance, Spec,
                         build_lnn_x, build_lower_bound, build_simplex, build_w_step, build_x_hidden, build_x_last,
                         example_map, map_labels)
@@ -104,6 +105,11 @@ class SubproblemKind:
         extra = W_VARIANTS if self.w_step else ()
         ill = ILL_CONDITIONED + (W_ILL_CONDITIONED if self.w_step else ())
         return EDGE_VARIANTS + extra + ill
+
+    def speed_case(self) -> Callable | None:
+        """Builder ``(seed, m, hidden) -> (problem, settings)`` of the kind's MNIST-scale instance at
+        the original code's settings (:mod:`.benchmark`), or None."""
+        return SPEED_CASES.get(self.name)
 
     # building and solving ------------------------------------------------------------------------
     def build_instance(self, spec: Spec, xp=np, dtype=np.float64) -> Instance:

@@ -116,6 +116,15 @@ class PrevDivergence:
         """The nearest point of the domain (a warm start made feasible)."""
         return self.act.project(Z)
 
+    def grad(self, Z):
+        """:math:`w(F'(Z) - U^-) = w(\\phi^{-1}(Z) - U^-)` (interior of the domain)."""
+        xp, _ = get_namespace(Z)
+        return self.weight * (self.act.inverse(Z) - self.U) if self.weight else xp.zeros_like(Z)
+
+    def bounds(self) -> tuple[float, float]:
+        """Entrywise domain ``(lower, upper)`` of ``Z``."""
+        return self.act.lower, self.act.upper
+
     def start(self):
         """:math:`\\phi_\\text{prev}(U^-)`, the feed-forward value (where the term is 0)."""
         return self.act.forward(self.U)
@@ -144,6 +153,12 @@ class PrevQuadNonneg:
 
     def project(self, Z):
         return self.prox(Z, 0.0)
+
+    def grad(self, Z):
+        return 2 * self.weight * (Z - self.U)
+
+    def bounds(self) -> tuple[float, float]:
+        return 0.0, math.inf
 
     def start(self):
         xp, _ = get_namespace(self.U)

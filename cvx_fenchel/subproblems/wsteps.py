@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..activations import get_activation
-from ..backend import check_array, check_scalar, get_namespace, to_numpy
+from ..backend import check_array, check_scalar, to_numpy
 from ..cvx import solve
 from ..errors import InputError
 from ..losses import get_loss

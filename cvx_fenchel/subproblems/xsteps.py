@@ -86,9 +86,16 @@ class XStep:
         return self.data.value(self._U(Z)) + self.prev.value(Z)
 
     def grad(self, Z):
-        """Gradient of the smooth (data) part at ``Z``: :math:`A^\\top \\nabla\\mathrm{data}(A(Z) + b)`."""
+        """Gradient of the objective at ``Z`` in the interior of the domain:
+        :math:`A^\\top \\nabla\\mathrm{data}(A(Z) + b) + \\nabla\\mathrm{prev}(Z)` (what a
+        general-purpose bound-constrained solver such as L-BFGS-B needs, with :meth:`bounds`)."""
         xp, _ = get_namespace(Z)
-        return self._grad((xp.asarray(Z, dtype=self.dtype),))[0]
+        Z = xp.asarray(Z, dtype=self.dtype)
+        return self._grad((Z,))[0] + self.prev.grad(Z)
+
+    def bounds(self) -> tuple[float, float]:
+        """Entrywise bounds ``(lower, upper)`` of ``Z`` (the previous term's domain)."""
+        return self.prev.bounds()
 
     def residual(self, Z) -> float:
         """Scale-free optimality residual ``||Z - T(Z)|| / max(1, ||Z||)`` (``T``: a prox-gradient step)."""
