@@ -13,6 +13,12 @@ __all__ = ["markdown"]
 _COLS = SOLVERS + ("perturbation",)
 
 
+def _no_cvxpy() -> list[str]:
+    """Registered activations without a CVXPY form (verified by the perturbation test)."""
+    from cvx_fenchel.activations import activation_names, example_activation
+    return [a for a in activation_names() if not example_activation(a).has_cvxpy]
+
+
 def _e(v, spec=".1e"):
     return "-" if v is None else format(v, spec)
 
@@ -53,7 +59,8 @@ def markdown(result: dict, max_failures: int = 40) -> str:
          f"{meta['residual_tol']:g} (float64).",
          "* **Distance between minimisers** = max abs difference (informational only: minimisers can be "
          "non-unique, and conic solvers are less accurate in x than in the objective).",
-         "* **Softplus** has no CVXPY form (its potential involves the dilogarithm): its cases are verified by "
+         f"* **Activations without a CVXPY form** ({', '.join(_no_cvxpy()) or 'none registered'}; softplus's "
+         "potential involves the dilogarithm): their cases are verified by "
          "the residual plus a perturbation test (column `perturbation`): 32 random feasible points P(x + tD), "
          f"t = 1e-1..1e-4, never lower the objective by more than {meta['perturbation_slack']:g} max(1, |f|); "
          "the recorded gap is that relative decrease (0 when none).",
