@@ -267,7 +267,7 @@ def test_a_registered_kind_is_planned_built_and_verified():
     register_kind(kind)
     try:
         specs = [s for s in make_specs(True, seed=0) if s.subproblem == "toy-nnls"]
-        assert {s.map for s in specs} == set(map_labels("hidden")) and len(specs) == len(map_labels("hidden")) + 8
+        assert {s.map for s in specs} == set(map_labels("hidden")) and len(specs) == len(map_labels("hidden")) + 6
         res = run_suite(specs=specs, with_checks=False, with_speed=False, solvers=("CLARABEL",))
         assert res["summary"]["passed"] and res["summary"]["instances"] == len(specs)
         with pytest.raises(InputError, match="already registered"):

@@ -14,11 +14,13 @@ Variants (:data:`VARIANTS`):
   (all pre-activations negative), ``tiny-lambda`` (1e-3) and ``huge-lambda`` (1e3) for the
   divergence weights (the loss weight ``coef`` of an output W-step), ``zero-input`` (the data
   fixed inside the subproblem is 0), and for W-steps ``rho=0``, ``gamma=0``;
-* ill-conditioned: ``scale=1e-3`` and ``scale=1e4`` multiply the data: the features ``X`` of a
-  W-step or of the lower bound (the data term's curvature in the weights scales by ``s^2`` against
-  the ridge's), the pre-activations (``U_prev``, and those ``X_next`` is made from) of an X-step,
-  ``X0`` of the simplex step; and for W-steps ``small-rho`` (:math:`\rho = 10^{-5}`,
-  :math:`\gamma = 0`: strongly convex only through a tiny ridge).
+* ill-conditioned, for kinds with input features (W-steps, the lower bound): ``scale=1e-3`` and
+  ``scale=1e4`` multiply the features ``X`` by ``s`` and divide the weights that multiply them
+  (``W0``) by ``s``, so pre-activations keep their size while the data term's curvature in the
+  weights grows by ``s^2``; a W-step's ridge and proximal weights grow by ``s^2`` too (the data
+  term keeps its ratio to them in ``W``; the bias, not rescaled, is held ``s^2`` times more or
+  less tightly, which is where the conditioning changes); and for W-steps ``small-rho``
+  (:math:`\rho = 10^{-5}`, :math:`\gamma = 0`: strongly convex only through a tiny ridge).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ __all__ = ["Spec", "Instance", "VARIANTS", "EDGE_VARIANTS", "W_VARIANTS", "ILL_C
 EDGE_VARIANTS = ("one-sample", "one-unit", "all-negative", "tiny-lambda", "huge-lambda", "zero-input")
 #: Extra edge variants of W-steps (they have a ridge/proximal term).
 W_VARIANTS = ("rho=0", "gamma=0")
-#: Ill-conditioned variants: feature scales for every kind; ``small-rho`` for W-steps.
+#: Ill-conditioned variants: feature scales for kinds with input features; ``small-rho`` for W-steps.
 ILL_CONDITIONED = ("scale=1e-3", "scale=1e4")
 W_ILL_CONDITIONED = ("small-rho",)
 VARIANTS = ("random",) + EDGE_VARIANTS + W_VARIANTS + ILL_CONDITIONED + W_ILL_CONDITIONED
@@ -155,7 +157,7 @@ class _Draw:
         if self.v == "zero-input":
             return np.zeros(shape)
         z = self.rng.standard_normal(shape)
-        return -(np.abs(z) + 0.5) if self.v == "all-negative" else 2.0 * self.scale * z
+        return -(np.abs(z) + 0.5) if self.v == "all-negative" else 2.0 * z
 
     def weights(self, mp, gain: float = 1.0):
         W = self.rng.standard_normal(mp.weight_shape) / math.sqrt(np.prod(mp.weight_shape[:-1])) * gain
@@ -186,7 +188,7 @@ def build_x_hidden(spec: Spec, xp=np, dtype=np.float64) -> Instance:
 def build_lnn_x(spec: Spec, xp=np, dtype=np.float64) -> Instance:
     """LNN-X: Gaussian ``X_next``, ``U_prev = pre``; projection on ``Z >= 0``."""
     d, mp, W, b, U_prev = _x_step(spec, "hidden", xp, dtype)
-    X_next = d.scale * d.rng.standard_normal((d.m,) + mp.out_shape)
+    X_next = d.rng.standard_normal((d.m,) + mp.out_shape)
     lam_prev = _lam(d.v, d.rng) if d.v in ("tiny-lambda", "huge-lambda") else float(d.rng.uniform(0.3, 3.0))
     sub = LNNX(d.A(X_next), d.A(U_prev), d.A(W), d.A(b), lam=d.lam, lam_prev=lam_prev, linear_map=mp,
                dtype=dtype)
@@ -248,7 +250,7 @@ def build_simplex(spec: Spec, xp=np, dtype=np.float64) -> Instance:
 
 
 def build_lower_bound(spec: Spec, xp=np, dtype=np.float64) -> Instance:
-    """lower-bound: inputs in [0, 1] (times the feature scale), a dense hidden layer into the map
+    """lower-bound: inputs in [0, 1] (features times ``s``, hidden weights over ``s``), a dense hidden layer into the map
     ``spec.map`` (a ``last`` example with flat input), targets from the loss."""
     d = _Draw(spec, "last", xp, dtype)
     rng, v, m, k = d.rng, d.v, d.m, d.k
@@ -258,11 +260,12 @@ def build_lower_bound(spec: Spec, xp=np, dtype=np.float64) -> Instance:
         raise InputError(f"lower-bound: map {spec.map!r} must take flat inputs")
     n1 = map1.in_shape[0]
     map0 = Dense(n0, n1)
-    X = np.zeros((m, n0)) if v == "zero-input" else d.scale * rng.uniform(0.0, 1.0, (m, n0))
+    X = np.zeros((m, n0)) if v == "zero-input" else rng.uniform(0.0, 1.0, (m, n0))
     W0 = rng.standard_normal((n0, n1)) / math.sqrt(n0) * 2.0
     b0 = rng.standard_normal(n1) * 0.5
     if v == "all-negative":
         W0, b0 = -np.abs(W0), -np.ones(n1)
+    X, W0 = d.scale * X, W0 / d.scale  # feature scale: the same pre-activations in other units
     W1 = rng.standard_normal(map1.weight_shape) / math.sqrt(n1) * 2.0
     b1 = rng.standard_normal(map1.bias_shape) * 0.5
     Y = d.targets(map1.n_out)

@@ -67,6 +67,7 @@ class SubproblemKind:
     map_role : ``"hidden"`` / ``"last"``: the maps' ``examples`` role; None: no linear map
     flat_maps_only : only maps with a flat per-sample input (the lower bound's output layer)
     w_step : has a ridge/proximal term (variants ``rho=0``, ``gamma=0``, ``small-rho``)
+    features : has input features (variants ``scale=1e-3``, ``scale=1e4``)
     """
 
     name: str
@@ -81,6 +82,7 @@ class SubproblemKind:
     map_role: str | None = None
     flat_maps_only: bool = False
     w_step: bool = False
+    features: bool = False
 
     # what the kind applies to (queried from the registries at call time) -------------------------
     def activations(self) -> tuple[str | None, ...]:
@@ -103,7 +105,7 @@ class SubproblemKind:
     def variants(self) -> tuple[str, ...]:
         """Edge and ill-conditioned variants besides ``random``."""
         extra = W_VARIANTS if self.w_step else ()
-        ill = ILL_CONDITIONED + (W_ILL_CONDITIONED if self.w_step else ())
+        ill = (ILL_CONDITIONED if self.features else ()) + (W_ILL_CONDITIONED if self.w_step else ())
         return EDGE_VARIANTS + extra + ill
 
     def speed_case(self) -> Callable | None:
@@ -201,20 +203,20 @@ register_kind(SubproblemKind(
     XLast, ("fista",), build_x_last, uses_activation=True, per_loss=True, map_role="last"))
 register_kind(SubproblemKind(
     "W-hidden", rf"min_(W,b) lam {_B}(X_next, A(X; W) + b) + rho ||(W,b)||^2 + gamma ||(W,b) - (W0,b0)||^2",
-    WHidden, _W_SOLVERS, build_w_step, uses_activation=True, map_role="hidden", w_step=True))
+    WHidden, _W_SOLVERS, build_w_step, uses_activation=True, map_role="hidden", w_step=True, features=True))
 register_kind(SubproblemKind(
     "W-last", "min_(W,b) c Loss(Y, A(X; W) + b) + rho ||(W,b)||^2 + gamma ||(W,b) - (W0,b0)||^2",
-    WLast, _W_SOLVERS, build_w_step, per_loss=True, map_role="last", w_step=True))
+    WLast, _W_SOLVERS, build_w_step, per_loss=True, map_role="last", w_step=True, features=True))
 register_kind(SubproblemKind(
     "LNN-X", "min_(Z >= 0) lam ||A(Z) + b - X_next||^2 + lam_prev ||Z - U_prev||^2",
     LNNX, ("fista",), build_lnn_x, map_role="hidden"))
 register_kind(SubproblemKind(
     "LNN-W", "min_(W,b) lam ||A(X; W) + b - X_next||^2 + rho ||(W,b)||^2 + gamma ||(W,b) - (W0,b0)||^2",
-    LNNW, _W_SOLVERS, build_w_step, map_role="hidden", w_step=True))
+    LNNW, _W_SOLVERS, build_w_step, map_role="hidden", w_step=True, features=True))
 register_kind(SubproblemKind(
     "LNN-simplex-CE", "min_(Z rows on the simplex) -Tr Y^T log Z + lam ||Z - X0||^2",
     LNNSimplexCE, ("bisection",), build_simplex, loss="cross_entropy"))
 register_kind(BoundKind(
     "lower-bound", rf"G_W(lam) = min_(X1 in dom F) Loss(Y, A1(X1) + b1) + lam {_B}(X1, A0(X) + b0) <= p(W)",
     bound.lower_bound, ("fista",), build_lower_bound, uses_activation=True, all_losses=True, map_role="last",
-    flat_maps_only=True))
+    flat_maps_only=True, features=True))
