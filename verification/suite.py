@@ -386,6 +386,18 @@ def instance_verdicts(recs: list[dict]) -> dict[str, bool]:
                 and any(r["passed"] for r in rs)) for i, rs in by.items()}
 
 
+def _one_blas_thread():
+    """One BLAS thread for the tiny instances (with threadpoolctl installed; else a no-op): on a busy
+    machine, multi-threaded BLAS calls on 20 x 20 matrices spend most of their time waiting for
+    threads (a 60-fold slowdown measured on 2 shared cores). The speed rows run outside it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", subproblems=None,
               solvers=SOLVERS, with_checks: bool = True, with_speed: bool | None = None,
               progress: Callable[[int, int, Spec], None] | None = None, specs: list[Spec] | None = None,
@@ -421,12 +433,13 @@ def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", sub
         keep = set(subproblems)
         specs = [s for s in specs if s.subproblem in keep]
     records: list[Record] = []
-    for i, spec in enumerate(specs):
-        records.extend(run_case(spec, solvers=solvers, xp=xp))
-        if progress is not None:
-            progress(i + 1, len(specs), spec)
-    act = activation_checks(solvers, seed, xp=xp) if with_checks else []
-    maps = map_checks(seed, xp=xp) if with_checks else []
+    with _one_blas_thread():
+        for i, spec in enumerate(specs):
+            records.extend(run_case(spec, solvers=solvers, xp=xp))
+            if progress is not None:
+                progress(i + 1, len(specs), spec)
+        act = activation_checks(solvers, seed, xp=xp) if with_checks else []
+        maps = map_checks(seed, xp=xp) if with_checks else []
     speed = None
     if with_speed if with_speed is not None else not quick:
         from .speed import run_speed
