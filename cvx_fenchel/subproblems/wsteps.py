@@ -141,13 +141,12 @@ class WStep:
     def strategy_state(self, strategy: Strategy):
         """The immutable precomputed state of ``strategy`` for this problem (built once by
         ``strategy.prepare``; None when the strategy does not apply)."""
-        key = (type(strategy), getattr(strategy, "max_dim", None))
-        if key not in self._states:
+        if strategy not in self._states:  # strategies are frozen dataclasses: equal ones share a state
             state = strategy.prepare(self)
             if self._L is None and getattr(state, "lipschitz", None) is not None:
                 self._L = state.lipschitz  # ||[X 1]||^2 = max eigenvalue: no second eigenvalue solve
-            self._states[key] = state
-        return self._states[key]
+            self._states[strategy] = state
+        return self._states[strategy]
 
     @property
     def fast_method(self) -> str:
