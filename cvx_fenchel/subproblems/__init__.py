@@ -34,8 +34,14 @@ term inside an X-step). :func:`lower_bound` evaluates the Lagrange lower bound
 
 Modules: :mod:`.terms` (the smooth and proximal pieces), :mod:`.xsteps`, :mod:`.wsteps` and
 :mod:`.strategies` (how a W-step is solved), :mod:`.lnn` (the 2018 model), :mod:`.bound` (the
-lower bound), :mod:`.instances` (seeded instance generators) and :mod:`.registry` (the kinds of
-subproblem, what each applies to, how each is built and solved: what verification iterates).
+lower bound), :mod:`.instances` (seeded instance generators), :mod:`.benchmark` (MNIST-scale
+instances at the original code's settings) and :mod:`.registry` (the kinds of subproblem, what
+each applies to, how each is built and solved: what verification iterates).
+
+Adding a subproblem kind: a problem class (``objective``, ``residual``, ``solve_fast``,
+``cvxpy_problem``, ``solve_cvxpy``), a generator ``build(spec, xp, dtype) -> Instance`` and one
+:func:`register_kind` call; the verification suite then plans, builds and compares its cases for
+every registered activation, loss and map it declares it applies to.
 """
 
 from .bound import LowerBound, lower_bound
