@@ -426,3 +426,30 @@ def test_gram_w_step_without_ridge_stops_on_rank_deficient_features():
     assert r.converged and r.residual <= 1e-11 and r.n_iter < 1000
     _, c = sub.solve_cvxpy("CLARABEL")
     assert rel_gap(r.objective, c.objective) <= 1e-6
+
+
+def test_lower_bound_with_maps_and_warm_start():
+    """maps=(map0, map1) puts the bound on a convolutional network: G <= p, equal to CVXPY's G; a
+    warm start x0 other than the feed-forward value reaches the same G; the result is frozen."""
+    import dataclasses
+
+    from cvx_fenchel.maps import Flatten
+    rng = np.random.default_rng(13)
+    map0 = Conv2D(in_shape=(5, 5, 1), c_out=2, kernel=(2, 2))
+    map1 = Chain([Conv2D(in_shape=(4, 4, 2), c_out=1, kernel=(3, 3)), Flatten(in_shape=(2, 2, 1))])
+    m = 3
+    data = dict(X=rng.random((m, 5, 5, 1)), Y=onehot(rng, m, 4), W0=rng.normal(size=map0.weight_shape),
+                b0=rng.normal(size=2), W1=rng.normal(size=map1.weight_shape), b1=rng.normal(size=1))
+    fast = lower_bound(**data, activation="sigmoid", lam=0.5, maps=(map0, map1), tol=1e-11, max_iter=100_000)
+    exact = lower_bound(**data, activation="sigmoid", lam=0.5, maps=(map0, map1), method="cvxpy")
+    assert fast.converged and fast.G <= fast.p + 1e-9 and rel_gap(fast.G, exact.G) <= 1e-6
+    assert fast.X1.shape == (m, 4, 4, 2) and fast.lam == 0.5 and fast.method == "fast"
+    warm = lower_bound(**data, activation="sigmoid", lam=0.5, maps=(map0, map1), x0=np.full((m, 4, 4, 2), 0.5),
+                       tol=1e-11, max_iter=100_000)
+    assert rel_gap(warm.G, fast.G) <= 1e-9
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.G = 0.0
+    with pytest.raises(InputError, match="maps must be a pair"):
+        lower_bound(**data, maps=(map0,))
+    with pytest.raises(UnknownNameError, match="lower-bound method"):
+        lower_bound(**data, maps=(map0, map1), method="newton")
