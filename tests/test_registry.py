@@ -255,6 +255,9 @@ def test_generators_are_seeded_and_sized_for_cvxpy(name):
         assert math.isfinite(inst.problem.objective(inst.problem.start()))
     with pytest.raises(InputError, match="variant"):
         kind.build_instance(Spec(name, spec.activation, spec.loss, spec.map, "huge", 1))
+    if not kind.w_step:
+        with pytest.raises(InputError, match="'rho=0' does not apply"):
+            kind.build_instance(Spec(name, spec.activation, spec.loss, spec.map, "rho=0", 1))
 
 
 def test_a_registered_kind_is_planned_built_and_verified():

@@ -118,6 +118,11 @@ class SubproblemKind:
         """The instance of ``spec`` (seeded by ``spec.seed``) on the array module ``xp``."""
         if spec.subproblem != self.name:
             raise InputError(f"spec of {spec.subproblem!r} given to the {self.name!r} kind")
+        if spec.variant != "random" and spec.variant not in self.variants():
+            raise InputError(f"{self.name}: variant {spec.variant!r} does not apply; choose 'random' or one of "
+                             f"{self.variants()}")
+        if self.uses_activation and spec.activation is None:
+            raise InputError(f"{self.name}: the spec needs an activation (one of {self.activations()})")
         return self.build(spec, xp=xp, dtype=dtype)
 
     def solve_fast(self, inst: Instance, *, tol: float, max_iter: int) -> tuple[Any, int | None, bool | None, dict]:
