@@ -278,3 +278,17 @@ def test_a_registered_kind_is_planned_built_and_verified():
     finally:
         unregister_kind("toy-nnls")
     assert "toy-nnls" not in kind_names()
+
+
+def test_verification_lists_no_activation_loss_or_map_by_hand():
+    """No registered activation, loss, map kind or map example label appears as a string literal in
+    verification/ (the suite, checks, report and speed rows take them from the registries)."""
+    from pathlib import Path
+    names = set(activation_names()) | set(loss_names()) | set(map_kinds())
+    names |= set(map_labels("hidden")) | set(map_labels("last")) | set(map_zoo())
+    root = Path(__file__).resolve().parents[1] / "verification"
+    found = []
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        found += [f"{path.name}: {n!r}" for n in sorted(names) if f'"{n}"' in text or f"'{n}'" in text]
+    assert found == []
