@@ -52,13 +52,16 @@ def softmax(O: Any, axis: int = -1) -> Any:
 class Loss:
     """Base class of a loss summed over the batch (see the module docstring).
 
-    Subclasses set ``name``, ``lipschitz`` (a bound on the Hessian of one sample's loss in ``O``:
+    Subclasses set ``name`` (and optionally ``short``, its tag in subproblem ids), ``lipschitz``
+    (a bound on the Hessian of one sample's loss in ``O``:
     the gradient's Lipschitz constant, used for step sizes and the Gram preconditioner) and
     ``quadratic`` (the loss is a quadratic in ``O``, so a dense output W-step is a ridge closed
     form), and implement :meth:`per_sample`, :meth:`grad`, :meth:`cvxpy`.
     """
 
     name: str = ""
+    #: Short tag in subproblem ids (``X-last-ce``); empty: the name.
+    short: str = ""
     aliases: tuple[str, ...] = ()
     lipschitz: float = 1.0
     quadratic: bool = False
@@ -116,6 +119,7 @@ class CrossEntropy(Loss):
     has eigenvalues at most :math:`1/2` (``lipschitz = 0.5``)."""
 
     name = "cross_entropy"
+    short = "ce"
     aliases = ("ce", "crossentropy", "cross-entropy")
     lipschitz = 0.5
     quadratic = False

@@ -30,10 +30,10 @@ __all__ = ["XStep", "XHidden", "XLast", "loss_tag"]
 
 
 def loss_tag(loss) -> str:
-    """Short name of a loss in subproblem ids (``X-last-ce``, ``W-last-mse``): its first alias when
-    its name is compound (``cross_entropy`` -> ``ce``), else its name."""
+    """Short name of a loss in subproblem ids (``X-last-ce``, ``W-last-mse``): its ``short`` tag,
+    else its name."""
     loss = get_loss(loss)
-    return loss.aliases[0] if "_" in loss.name and loss.aliases else loss.name
+    return loss.short or loss.name
 
 
 class XStep:
