@@ -94,7 +94,6 @@ def test_toy_activation_closed_forms_are_consistent(toy_activation):
         assert np.all(t * act.F(zz) + 0.5 * (zz - x) ** 2 >= t * act.F(z) + 0.5 * (z - x) ** 2 - 1e-15)
 
 
-@pytest.mark.slow
 def test_toy_activation_is_verified_by_the_quick_suite_with_no_other_edit(toy_activation):
     subs = ["X-hidden", "W-hidden", "X-last-ce", "lower-bound"]
     assert toy_activation in get_kind("X-hidden").activations()
@@ -177,7 +176,6 @@ def test_toy_map_adjoints_are_checked(toy_map):
         Reverse._adjoint_input = orig  # type: ignore[method-assign]
 
 
-@pytest.mark.slow
 def test_toy_map_is_verified_by_the_quick_suite_with_no_other_edit(toy_map):
     subs = ["X-hidden", "W-hidden", "W-last-ce", "LNN-W", "lower-bound"]
     res = run_suite(quick=True, subproblems=subs, with_checks=False, with_speed=False, solvers=("CLARABEL",))
