@@ -69,13 +69,15 @@ def _choice(value: Any, name: str, choices: tuple) -> str:
     return value
 
 
-def _per_layer(value: Any, name: str) -> float | tuple:
-    """A scalar >= 0, or a tuple of scalars >= 0 / None (one per weighted layer)."""
+def _per_layer(value: Any, name: str, positive: bool = False) -> float | tuple:
+    """A scalar >= 0 (> 0 with ``positive``: ``lam``, whose divergence term would vanish at 0),
+    or a tuple of such scalars / None (one per weighted layer)."""
+    kw = {"low": 0.0, "low_inclusive": not positive}
     if isinstance(value, (list, tuple)):
         if not value:
             raise InputError(f"{name} must be a number or a non-empty tuple (one per weighted layer)")
-        return tuple(None if v is None else check_scalar(v, f"{name}[{i}]") for i, v in enumerate(value))
-    return check_scalar(value, name)
+        return tuple(None if v is None else check_scalar(v, f"{name}[{i}]", **kw) for i, v in enumerate(value))
+    return check_scalar(value, name, **kw)
 
 
 def _opt(value: Any, check: Any, *args: Any) -> Any:
@@ -153,8 +155,8 @@ class TrainConfig:
         set_("in_channels", check_int(self.in_channels, "in_channels", 1))
         set_("loss", get_loss(self.loss).name)
         for k in HYPER_PARAMETERS:
-            set_(k, _per_layer(getattr(self, k), k))
-        for k, low in (("epochs", 0), ("batch_size", 1), ("K", 1), ("seed", 0)):
+            set_(k, _per_layer(getattr(self, k), k, positive=(k == "lam")))
+        for k, low in (("epochs", 1), ("batch_size", 1), ("K", 1), ("seed", 0)):
             set_(k, check_int(getattr(self, k), k, low))
         for k in ("max_iter_x", "max_iter_w"):
             set_(k, _opt(getattr(self, k), check_int, k, 1))

@@ -46,10 +46,10 @@ def test_given_values_override_the_preset_and_are_recorded():
 
 
 @pytest.mark.parametrize("field, value, err, needle", [
-    ("epochs", -1, InputError, "epochs must be an integer >= 0"),
+    ("epochs", 0, InputError, "epochs must be an integer >= 1"),
     ("batch_size", 2.5, InputError, "batch_size must be an integer"),
     ("K", True, InputError, "K must be an integer"),
-    ("lam", -1.0, InputError, "lam must be >= 0"),
+    ("lam", 0.0, InputError, "lam must be > 0"),
     ("gamma", (1.0, -2.0), InputError, r"gamma\[1\] must be >= 0"),
     ("lr", 0.0, InputError, "lr must be > 0"),
     ("tol_x", 0.0, InputError, "tol_x must be > 0"),

@@ -1,0 +1,51 @@
+"""A newcomer's traps (issue 13): bad values get a clear error naming the argument before any
+training starts, never a silent default or a silent wrong answer."""
+
+import numpy as np
+import pytest
+
+from cvx_fenchel import FenchelClassifier, load_mnist
+from cvx_fenchel.cli import main
+from cvx_fenchel.config import preset
+from cvx_fenchel.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def subset():
+    X, y, _, _ = load_mnist()
+    return X[:300], y[:300]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+    ("lam", 0.0, "lam must be > 0.0, got 0.0"),
+    ("lam", -1.0, "lam must be > 0.0, got -1.0"),
+    ("rho", -0.1, "rho must be >= 0.0, got -0.1"),
+])
+def test_zero_and_negative_values_are_errors_naming_the_argument(field, value, message):
+    with pytest.raises(InputError, match=message):
+        preset("auto", **{field: value})
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+    (["--lam", "0"], "lam must be > 0.0"),
+])
+def test_cli_rejects_zero_values_before_training(flags, message, tmp_path, capsys):
+    assert main(["train", *flags, "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "history.json").exists()
+
+
+def test_raw_uint8_pixels_are_refused_with_how_to_scale(subset):
+    X, y = subset
+    assert X.dtype == np.uint8 and X.max() == 255
+    with pytest.raises(InputError, match=r"integer pixel values up to 255.*X / 255\.0.*normalize=True"):
+        FenchelClassifier().fit(X, y)
+
+
+def test_batch_larger_than_the_data_is_an_error(subset):
+    X, y = subset
+    with pytest.raises(InputError, match="batch_size 500 is larger than the 300 training samples"):
+        FenchelClassifier().fit(X / 255.0, y)
