@@ -25,7 +25,7 @@ from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
 from .history import History
 
-__all__ = ["train", "build_model", "fenchel_config", "load_data", "command_line", "MODELS",
+__all__ = ["train", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
            "DATASETS", "OPTIONS"]
 
 DATASETS = ("mnist", "cifar10")
@@ -55,6 +55,25 @@ def _hidden(arch: str) -> tuple[int, ...]:
     from .network import dense_layers
     _, layers = dense_layers(arch)
     return tuple(ly.param("n_out") for ly in layers[:-1])
+
+
+#: Models that need an optional extra, and the extra (checked by :func:`missing_requirements`).
+_NEEDS = {"sgd": ("torch", "baselines"), "adam": ("torch", "baselines")}
+
+
+def missing_requirements(models: Any) -> str | None:
+    """None when every model in ``models`` can run here, else one line saying which package is
+    missing and the install command (so a multi-model run fails before its first model)."""
+    from importlib.util import find_spec
+    missing: dict[tuple[str, str], list[str]] = {}
+    for m in models:
+        need = _NEEDS.get(m)
+        if need is not None and find_spec(need[0]) is None:
+            missing.setdefault(need, []).append(m)
+    if not missing:
+        return None
+    return "; ".join(f"model(s) {', '.join(ms)} need {pkg}: pip install 'cvx-fenchel[{extra}]' "
+                     f"(or leave them out with --models)" for (pkg, extra), ms in missing.items())
 
 
 def _torch(optimizer: str) -> Callable[[dict, bool], Any]:

@@ -2,14 +2,19 @@
 
 Each figure is a list of training runs (one per model, with that model's options), each the
 same as one ``cvx-fenchel train`` command. :func:`reproduce` runs them one after the other
-through :func:`cvx_fenchel.experiments.train`, each writing its own ``OUT/<model>/history.json``
-and plot, then writes
+through :func:`cvx_fenchel.experiments.train`. Each figure and data set has its own folder
+``F = OUT/<figure>-subset`` (the embedded subset) or ``OUT/<figure>-full`` (``--data-dir``), so a
+results table never mixes data sets. Each model writes ``F/<model>/history.json`` and its plot,
+then the run writes
 
-* ``OUT/results.json`` -- per model: the exact command, final test accuracy, seconds, seconds per
-  epoch, and the paper's reported number;
-* ``OUT/results.md`` -- the same as a Markdown table (what the README's results come from);
-* ``OUT/figure.png`` -- test accuracy per epoch of every model, the paper's final numbers as
+* ``F/results.json`` -- per model: the exact command, the data, seed and backend, final test
+  accuracy, seconds, seconds per epoch, and the paper's reported number (rows of an earlier run
+  in the same folder are kept only when they used the same data, seed and backend);
+* ``F/results.md`` -- the same as a Markdown table (what the README's results come from);
+* ``F/figure.png`` -- test accuracy per epoch of every model, the paper's final numbers as
   dotted lines.
+
+Every model's requirements (PyTorch for ``sgd``/``adam``) are checked before the first run.
 
 The figures (numbers from ``reference/paper_results.md``):
 
@@ -32,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, UnknownNameError
-from .experiments import command_line, train
+from .experiments import command_line, missing_requirements, train
 from .history import atomic_write_bytes
 
-__all__ = ["FIGURES", "Figure", "Run", "reproduce", "commands"]
+__all__ = ["figure_folder", "data_tag", "FIGURES", "Figure", "Run", "reproduce", "commands"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = N
     """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure``."""
     fig = _figure(figure)
     return [command_line(r.model, _options(fig, r, epochs=epochs, seed=seed, backend=backend),
-                         data_dir=data_dir, out=str(Path(out) / r.name))
+                         data_dir=data_dir, out=str(figure_folder(out, figure, data_dir) / r.name))
             for r in _select(fig, models)]
 
 
@@ -116,17 +121,35 @@ def _select(fig: Figure, models: list[str] | None) -> list[Run]:
     return [r for r in fig.runs if r.name in models]
 
 
+def data_tag(data_dir: str | None) -> str:
+    """``subset`` (the embedded MNIST subset) or ``full`` (the official files in ``data_dir``)."""
+    return "subset" if data_dir is None else "full"
+
+
+def figure_folder(out: str | Path, figure: str, data_dir: str | None) -> Path:
+    """``OUT/<figure>-<data tag>``: one folder per figure and data set, so runs on different data
+    never share a results table."""
+    return Path(out) / f"{figure}-{data_tag(data_dir)}"
+
+
 def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
               out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
               models: list[str] | None = None, quiet: bool = False) -> dict:
-    """Run every model of ``figure`` and write ``results.json``, ``results.md``, ``figure.png``.
+    """Run every model of ``figure`` and write ``results.json``, ``results.md``, ``figure.png``
+    into :func:`figure_folder` (``OUT/<figure>-subset`` or ``OUT/<figure>-full``).
 
-    Returns the results dict (also written to ``OUT/results.json``).
+    Every model's requirements are checked before the first one runs. Returns the results dict
+    (also written to ``results.json``).
     """
     fig = _figure(figure)
     runs = _select(fig, models)
-    outp = Path(out)
+    problem = missing_requirements([r.model for r in runs])
+    if problem:
+        raise InputError(problem)
+    outp = figure_folder(out, figure, data_dir)
     outp.mkdir(parents=True, exist_ok=True)
+    print(f"reproduce {figure} on {'the embedded MNIST subset' if data_dir is None else data_dir}: "
+          f"results in {outp}", flush=True)
     rows = []
     for run in runs:
         opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend)
@@ -140,7 +163,8 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
                      "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
                      "test_accuracy_per_epoch": hist.series("test_accuracy"),
                      "seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
-                     "paper": run.paper})
+                     "paper": run.paper, "data": data_dir or "embedded MNIST subset",
+                     "seed": seed, "backend": backend})
     rows = _merge_previous(outp / "results.json", figure, fig, rows)
     result = {"figure": figure, "title": fig.title, "data_dir": data_dir, "seed": seed,
               "backend": backend, "command": "cvx-fenchel reproduce " + shlex.join(sys.argv[2:])
@@ -161,8 +185,18 @@ def _merge_previous(path: Path, figure: str, fig: Figure, rows: list[dict]) -> l
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         old = None
-    keep = [r for r in (old or {}).get("runs", []) if r.get("model") not in done] \
-        if old and old.get("figure") == figure else []
+    same = ("data", "seed", "backend")  # a row is kept only if it ran on the same data and setup
+    keep = []
+    if old and old.get("figure") == figure:
+        for r in old.get("runs", []):
+            if r.get("model") in done:
+                continue
+            was, now = ({k: x.get(k) for k in same} for x in (r, rows[0] if rows else r))
+            if was != now:
+                print(f"note: the earlier {r.get('model')} row in {path} ran with {was}, not {now}: "
+                      "left out of this table", flush=True)
+                continue
+            keep.append(r)
     order = {r.name: i for i, r in enumerate(fig.runs)}
     return sorted(keep + rows, key=lambda r: order.get(r["model"], len(order)))
 
@@ -172,12 +206,12 @@ def markdown(result: dict) -> str:
     lines = [f"### {result['title']}", "",
              f"Data: {result['data_dir'] or 'embedded MNIST subset (10,000 train / 2,000 test)'}; "
              f"seed {result['seed']}; backend {result['backend']}.", "",
-             "| model | epochs | test accuracy | paper | s/epoch | command |",
-             "|---|---|---|---|---|---|"]
+             "| model | data | epochs | test accuracy | paper | s/epoch | command |",
+             "|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         acc = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         paper = "" if r["paper"] is None else f"{r['paper']:.3f}"
-        lines.append(f"| {r['model']} | {r['epochs']} | {acc} | {paper} | "
+        lines.append(f"| {r['model']} | {r.get('data', '?')} | {r['epochs']} | {acc} | {paper} | "
                      f"{r['seconds_per_epoch']:.1f} | `{r['command']}` |")
     return "\n".join(lines) + "\n"
 

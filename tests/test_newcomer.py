@@ -49,3 +49,40 @@ def test_batch_larger_than_the_data_is_an_error(subset):
     X, y = subset
     with pytest.raises(InputError, match="batch_size 500 is larger than the 300 training samples"):
         FenchelClassifier().fit(X / 255.0, y)
+
+
+# ---- reproduce: one folder per figure and data set; requirements checked first ----------------
+def test_reproduce_folders_are_per_figure_and_data_set():
+    from cvx_fenchel.reproduce import commands, figure_folder
+    assert figure_folder("runs/reproduce", "fig2", None).as_posix() == "runs/reproduce/fig2-subset"
+    assert figure_folder("runs/reproduce", "fig2", "/data/mnist").as_posix() == "runs/reproduce/fig2-full"
+    sub = commands("fig2", models=["fenchel"])[0]
+    full = commands("fig2", models=["fenchel"], data_dir="/data/mnist")[0]
+    assert sub[sub.index("--out") + 1] == "runs/reproduce/fig2-subset/fenchel"
+    assert full[full.index("--out") + 1] == "runs/reproduce/fig2-full/fenchel"
+
+
+def test_reproduce_never_merges_rows_of_other_data(tmp_path, capsys):
+    import json
+    from cvx_fenchel.reproduce import FIGURES, _merge_previous
+    path = tmp_path / "results.json"
+    old = {"figure": "fig2", "runs": [
+        {"model": "sgd", "data": "/data/mnist", "seed": 0, "backend": "auto", "test_accuracy": 0.93},
+        {"model": "adam", "data": "embedded MNIST subset", "seed": 0, "backend": "auto", "test_accuracy": 0.9}]}
+    path.write_text(json.dumps(old))
+    new = [{"model": "fenchel", "data": "embedded MNIST subset", "seed": 0, "backend": "auto"}]
+    rows = _merge_previous(path, "fig2", FIGURES["fig2"], new)
+    assert [r["model"] for r in rows] == ["adam", "fenchel"]  # the full-MNIST sgd row is left out
+    assert "left out of this table" in capsys.readouterr().out
+
+
+def test_reproduce_checks_every_models_requirements_before_running(monkeypatch, tmp_path):
+    import importlib.util
+    from cvx_fenchel import reproduce as rep
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    ran = []
+    monkeypatch.setattr(rep, "train", lambda *a, **k: ran.append(a))
+    with pytest.raises(InputError, match=r"model\(s\) sgd, adam need torch: pip install 'cvx-fenchel\[baselines\]'"):
+        rep.reproduce("fig2", out=str(tmp_path))
+    assert ran == []  # nothing trained before the error
