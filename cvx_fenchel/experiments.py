@@ -15,6 +15,7 @@ option and the model (never silently ignored).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -25,7 +26,7 @@ from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
 from .history import History
 
-__all__ = ["train", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
+__all__ = ["train", "check_out", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
            "DATASETS", "OPTIONS"]
 
 DATASETS = ("mnist", "cifar10")
@@ -184,14 +185,36 @@ def command_line(model: str, options: dict | None = None, *, dataset: str = "mni
     return argv + (["--out", str(out)] if out is not None else [])
 
 
+def check_out(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Validate an output folder before any work: it must be a folder (or not exist yet) that
+    this process can write, and, unless ``overwrite``, hold no earlier run (``history.json``).
+    Creates it; returns it as a Path. Errors name the folder and the way out."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder; choose another --out")
+    if (out / "history.json").exists() and not overwrite:
+        raise InputError(f"--out {out} already holds a run (history.json); choose another --out or "
+                         "pass --overwrite to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--out {out} is not writable ({type(exc).__name__}: {exc.strerror or exc}); "
+                         "choose another --out") from None
+    return out
+
+
 def train(model: str = "fenchel", options: dict | None = None, *, dataset: str = "mnist",
           data_dir: str | None = None, out: str | Path = "runs/train", quiet: bool = False,
-          log: Callable[[str], None] = print) -> dict:
+          overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train ``model`` with ``options`` and write ``OUT/history.json`` and ``OUT/history.png``.
 
     ``options``: the ``cvx-fenchel train`` flags given (:data:`OPTIONS`, ``None`` values
     dropped); a model rejects options it does not use. ``quiet``: no progress bar and no
-    warnings. ``log``: where the header and the final line go.
+    warnings. ``log``: where the header and the final line go. ``out`` is checked before any
+    work (:func:`check_out`): a folder holding an earlier run is refused unless ``overwrite``.
 
     Returns ``{"model", "history" (History), "test_accuracy", "rule", "seconds", "out",
     "config" (TrainConfig or None)}``; ``test_accuracy`` is the last epoch's (feed-forward rule),
@@ -200,6 +223,7 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     opts = _check_options(model, options or {})
     if dataset not in DATASETS:
         raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    out = check_out(out, overwrite=overwrite)
     arch = opts.get("arch", "784-300-10")
     config = fenchel_config(opts) if model == "fenchel" else None
     est = build_model(model, opts, verbose=not quiet)
@@ -219,7 +243,6 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     hist: History = est.history_
     if hist.meta.get("model") not in (None, model):
         hist.meta["estimator"] = hist.meta["model"]
-    out = Path(out)
     hist.meta.update({"model": model, "options": dict(opts), "dataset": dataset,
                       "data_dir": data_dir, "command": command_line(model, opts, dataset=dataset,
                                                                     data_dir=data_dir, out=str(out)),
@@ -229,7 +252,6 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     if acc is None or rule != "feedforward":
         acc = est.score(Xte, yte)
         hist.meta[f"final_test_accuracy_{rule}"] = acc
-    out.mkdir(parents=True, exist_ok=True)
     hist.save(out / "history.json")
     try:
         hist.plot(out / "history.png", title=f"{model} {arch} on {dataset}")

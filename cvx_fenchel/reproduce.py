@@ -155,7 +155,8 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
         opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend)
         argv = command_line(run.model, opts, data_dir=data_dir, out=str(outp / run.name))
         print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
-        res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet)
+        # re-running a model of a figure replaces its run (that is how --models updates a row)
+        res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet, overwrite=True)
         hist = res["history"]
         n_ep = len(hist.epochs)
         seconds = float(res["seconds"])

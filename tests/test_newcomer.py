@@ -86,3 +86,25 @@ def test_reproduce_checks_every_models_requirements_before_running(monkeypatch, 
     with pytest.raises(InputError, match=r"model\(s\) sgd, adam need torch: pip install 'cvx-fenchel\[baselines\]'"):
         rep.reproduce("fig2", out=str(tmp_path))
     assert ran == []  # nothing trained before the error
+
+
+# ---- --out is checked before any work -------------------------------------------------------
+def test_out_holding_a_run_is_refused_before_training_unless_overwrite(tmp_path, monkeypatch):
+    from cvx_fenchel import experiments
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.json").write_text("{}")
+    monkeypatch.setattr(experiments, "load_data", lambda *a: pytest.fail("data loaded before --out was checked"))
+    with pytest.raises(InputError, match=r"already holds a run .*--overwrite"):
+        experiments.train("fenchel", {}, out=out)
+    assert experiments.check_out(out, overwrite=True) == out
+
+
+def test_out_that_is_a_file_or_unwritable_is_refused(tmp_path):
+    from cvx_fenchel.experiments import check_out
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        check_out(f)
+    with pytest.raises(InputError, match="is not writable"):
+        check_out(f / "sub")  # a folder below a file cannot be created
