@@ -48,8 +48,8 @@ from .config import TrainConfig
 from .errors import InputError
 from .network import Network
 
-__all__ = ["TrainState", "AdamMoments", "PassResult", "adam_step", "x_problem", "w_problem",
-           "x_step", "w_step", "bcd_pass", "batch_record", "feed_forward", "predict_lifted",
+__all__ = ["TrainState", "AdamMoments", "PassResult", "WStepOutcome", "adam_step", "x_problem",
+           "w_problem", "x_step", "w_step", "bcd_pass", "batch_record", "feed_forward", "predict_lifted",
            "lower_bound", "lower_bound_curve"]
 
 
@@ -90,7 +90,8 @@ class TrainState:
 class PassResult:
     """What :func:`bcd_pass` returns: the new ``weights``, ``Xs`` and ``adam`` moments, and
     ``stats`` (``time_x``, ``time_w`` seconds, ``n_capped`` steps stopped by their iteration cap,
-    ``w_methods``: per layer, the W-step strategy of the last sweep)."""
+    ``w_methods``: per layer, the W-step strategy of the last sweep; ``steps``: one record per
+    step with its seconds and inner iterations, see :func:`bcd_pass`)."""
 
     weights: list
     Xs: list
@@ -175,40 +176,78 @@ def x_step(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequenc
     return new, res
 
 
+class WStepOutcome(tuple):
+    """What :func:`w_step` returns: the 4-tuple ``(weights, adam, method, converged)`` (so it
+    unpacks as before), with the inner iteration count as the attribute ``n_iter`` (0 for
+    gradient steps and closed forms)."""
+
+    n_iter: int
+
+    def __new__(cls, weights: list, adam: dict, method: str, converged: bool, n_iter: int = 0):
+        out = super().__new__(cls, (weights, adam, method, converged))
+        out.n_iter = int(n_iter)
+        return out
+
+
 def w_step(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequence, Y: Any,
-           W0: Sequence | None, l: int, adam: dict | None = None):
+           W0: Sequence | None, l: int, adam: dict | None = None) -> WStepOutcome:
     """Update ``(W_l, b_l)``: solve the subproblem (``w_step="solve"``) or one sgd/Adam step along
     ``problem.grad`` (``"gradient"``). Returns ``(new weights, new adam dict, method, converged)``
-    with ``method`` the strategy that ran (``"sgd"``/``"adam"`` for gradient steps)."""
+    with ``method`` the strategy that ran (``"sgd"``/``"adam"`` for gradient steps), as a
+    :class:`WStepOutcome` (``.n_iter``: inner iterations)."""
     prob = w_problem(network, Xs, Y, W0, l)
     new = list(weights)
     adam = dict(adam or {})
     if config.w_step == "solve":
         res = prob.solve_fast(weights[l], tol=config.tol_w, max_iter=config.max_iter_w, warn=False)
         new[l] = (res.x[0], res.x[1])
-        return new, adam, getattr(res, "method", "") or "solve", bool(res.converged)
+        return WStepOutcome(new, adam, getattr(res, "method", "") or "solve", bool(res.converged),
+                            res.n_iter)
     g = prob.grad(weights[l])
     if config.optimizer == "adam":
         new[l], adam[l] = adam_step(tuple(weights[l]), tuple(g), adam.get(l), lr=config.lr)
     else:
         W, b = weights[l]
         new[l] = (W - config.lr * g[0], b - config.lr * g[1])
-    return new, adam, config.optimizer, True
+    return WStepOutcome(new, adam, config.optimizer, True, 1)
+
+
+def _cap(config_cap: int | None, problem_cls: Any) -> int | None:
+    """The iteration cap a step ran under: the config's, else the problem class's default."""
+    return config_cap if config_cap is not None else getattr(problem_cls, "default_max_iter", None)
 
 
 def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequence, Y: Any,
              W0: Sequence | None, adam: dict | None = None) -> PassResult:
     """``config.K`` sweeps (X-steps ``X_L..X_1`` then W-steps ``W_L..W_0``, or the reverse with
     ``w_first``) on one batch: ``Xs = [X_0, ..., X_L]`` (``X_0`` the data), targets ``Y``,
-    proximal centres ``W0``. The arguments are not modified; see :class:`PassResult`."""
+    proximal centres ``W0``. The arguments are not modified; see :class:`PassResult`.
+
+    ``stats["steps"]`` holds one record per step in the order run: ``block`` (``"X2"``,
+    ``"W0"``, ...), ``kind`` (``"x"``/``"w"``), ``layer``, ``seconds``, ``n_iter`` (inner
+    iterations; None if the solver does not say), ``max_iter`` (the cap it ran under),
+    ``converged``, ``method`` (W-steps)."""
     weights, Xs, adam = list(weights), list(Xs), dict(adam or {})
-    stats = {"time_x": 0.0, "time_w": 0.0, "n_capped": 0, "w_methods": [""] * len(network.layers)}
+    stats = {"time_x": 0.0, "time_w": 0.0, "n_capped": 0, "w_methods": [""] * len(network.layers),
+             "steps": []}
+    caps = {"x": (config.max_iter_x, {network.L: sub.XLast}), "w": (config.max_iter_w, {
+        network.L: sub.WLast})}
+
+    def record(kind: str, l: int, seconds: float, n_iter: Any, converged: bool, method: str = "") -> None:
+        cap, last = caps[kind]
+        default = last.get(l, sub.XHidden if kind == "x" else sub.WHidden)
+        stats["steps"].append({"block": f"{kind.upper()}{l}", "kind": kind, "layer": l,
+                               "seconds": seconds, "n_iter": None if n_iter is None else int(n_iter),
+                               "max_iter": _cap(cap, default), "converged": bool(converged),
+                               **({"method": method} if kind == "w" else {})})
 
     def xs():
         nonlocal Xs
         t0 = time.perf_counter()
         for l in range(network.L, 0, -1):
+            t1 = time.perf_counter()
             Xs, res = x_step(network, config, weights, Xs, Y, l)
+            record("x", l, time.perf_counter() - t1, getattr(res, "n_iter", None), res.converged)
             stats["n_capped"] += 0 if res.converged else 1
         stats["time_x"] += time.perf_counter() - t0
 
@@ -216,7 +255,10 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
         nonlocal weights, adam
         t0 = time.perf_counter()
         for l in range(network.L, -1, -1):
-            weights, adam, method, conv = w_step(network, config, weights, Xs, Y, W0, l, adam)
+            t1 = time.perf_counter()
+            out = w_step(network, config, weights, Xs, Y, W0, l, adam)
+            weights, adam, method, conv = out
+            record("w", l, time.perf_counter() - t1, getattr(out, "n_iter", None), conv, method)
             stats["w_methods"][l] = method
             stats["n_capped"] += 0 if conv else 1
         stats["time_w"] += time.perf_counter() - t0

@@ -16,7 +16,9 @@ this module drives it over epochs. Its settings come from one
 Each batch appends a record to the :class:`~cvx_fenchel.history.History` (``relaxed_objective``
 after the pass, ``network_loss`` and ``train_accuracy`` of the batch at the new weights,
 ``time_x``, ``time_w``, ``time``, ``n_capped`` = steps stopped by their iteration cap, and
-``w_methods`` = the W-step strategy of each layer); each epoch a summary with ``test_accuracy``
+``w_methods`` = the W-step strategy of each layer, ``steps`` = one record per X- or W-step with
+its ``block`` (``"X1"``, ``"W0"``, ...), ``seconds``, inner iterations ``n_iter`` and cap
+``max_iter``, see :func:`~cvx_fenchel.bcd.bcd_pass`); each epoch a summary with ``test_accuracy``
 and, for one hidden layer, the certificate ``G_W(lam) <= p(W)`` on the epoch's last batch
 (``lower_bound``, ``lower_bound_p``). Capped steps are reported once per epoch as a
 :class:`~cvx_fenchel.errors.ConvergenceWarning`. Checkpoints: :mod:`cvx_fenchel.checkpoint`.
@@ -110,7 +112,7 @@ class BCDTrainer:
         rec = bcd.batch_record(self.network, st.weights, st.Xs, st.Y, st.W0, y)
         return {**rec, "time_x": res.stats["time_x"], "time_w": res.stats["time_w"],
                 "time": time.perf_counter() - t0, "n_capped": res.stats["n_capped"],
-                "w_methods": res.stats["w_methods"]}
+                "w_methods": res.stats["w_methods"], "steps": res.stats["steps"]}
 
     def train_batch(self, X0: Any, Y: Any, y: Any = None) -> dict:
         """Algorithm 2 on one batch: :meth:`init_batch` then ``K`` sweeps; returns its record."""
