@@ -8,8 +8,12 @@ suite compares (ECOS, SCS, Clarabel) with tight tolerances and raises
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -42,12 +46,45 @@ TIGHT = {k: v[0] for k, v in LADDERS.items()}
 
 @dataclass
 class CvxpyResult:
-    """Outcome of a CVXPY solve: optimal value, solver, status and wall time (seconds)."""
+    """Outcome of a CVXPY solve: optimal value, solver, status, wall time (seconds) and what the
+    solver's native code printed (``messages``; e.g. SCS's residual warnings), captured instead of
+    leaking into the terminal."""
 
     objective: float
     solver: str
     status: str
     seconds: float
+    messages: str = ""
+
+
+@contextmanager
+def captured_native_output():
+    """Capture what C extensions print to the process's stdout/stderr (file descriptors 1 and 2),
+    which Python's ``sys.stdout`` redirection cannot see. Yields a list that holds the captured
+    text (one string) after the block."""
+    out: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no real file descriptors (embedded interpreters): nothing to capture
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield out
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            out.append(tmp.read().decode(errors="replace").strip())
 
 
 def installed_solvers() -> list[str]:
@@ -84,18 +121,24 @@ def solve(problem: cp.Problem, solver: str = "CLARABEL", *, settings: dict | Non
     ok = {cp.OPTIMAL} | ({cp.OPTIMAL_INACCURATE} if accept_inaccurate else set())
     t0 = time.perf_counter()
     status, error = None, None
+    messages: list[str] = []
     for kwargs in ladder:
         try:
-            with warnings.catch_warnings():  # the status is checked below, not left to a warning
+            with warnings.catch_warnings(), captured_native_output() as printed:
+                # the status is checked below, not left to a warning
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                 problem.solve(solver=key, **kwargs)
         except cp.error.SolverError as exc:
             status, error = "solver_error", str(exc)
             continue
+        finally:
+            messages += [m for m in printed if m]
         status = problem.status
         if status in ok:
-            return CvxpyResult(float(problem.value), key, status, time.perf_counter() - t0)
+            return CvxpyResult(float(problem.value), key, status, time.perf_counter() - t0,
+                               "\n".join(messages))
         if status in (cp.INFEASIBLE, cp.UNBOUNDED, cp.INFEASIBLE_INACCURATE, cp.UNBOUNDED_INACCURATE):
             break
     detail = f" ({error})" if status == "solver_error" else ""
-    raise SolverError(f"{name}: {key} returned status {status!r}, not 'optimal'{detail}", status=status)
+    said = f"; {key} printed: {' | '.join(messages)[:300]}" if messages else ""
+    raise SolverError(f"{name}: {key} returned status {status!r}, not 'optimal'{detail}{said}", status=status)

@@ -108,3 +108,16 @@ def test_out_that_is_a_file_or_unwritable_is_refused(tmp_path):
         check_out(f)
     with pytest.raises(InputError, match="is not writable"):
         check_out(f / "sub")  # a folder below a file cannot be created
+
+
+# ---- what native solver code prints is captured, not leaked ----------------------------------
+def test_native_solver_output_is_captured_into_the_result(capfd):
+    import ctypes
+    from cvx_fenchel.cvx import captured_native_output
+    libc = ctypes.CDLL(None)
+    with captured_native_output() as printed:
+        libc.printf(b"WARNING - large complementary slackness residual: 0.000015\n")
+        libc.fflush(None)
+    assert printed == ["WARNING - large complementary slackness residual: 0.000015"]
+    out, err = capfd.readouterr()
+    assert "slackness" not in out + err

@@ -165,6 +165,20 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     else:
         L += ["None.", ""]
 
+    noisy = [r for r in recs if (r.get("extra") or {}).get("solver_messages")]
+    L += ["## What the CVXPY solvers printed", ""]
+    if noisy:
+        L += [f"{len(noisy)} comparisons' CVXPY solves printed messages from the solver's native code "
+              "(captured, not shown in the terminal; all in `verification.json`, "
+              "`extra.solver_messages`). The first ones:", "",
+              "| case | solver | message |", "|---|---|---|"]
+        L += [f"| {r['id']} | {r['solver']} | "
+              f"{' / '.join(r['extra']['solver_messages'].splitlines()).replace('|', '/')[:160]} |"
+              for r in noisy[:10]]
+        L.append("")
+    else:
+        L += ["Nothing.", ""]
+
     # failures
     fails = [r for r in recs if not r["passed"] and not r.get("solver_failed")]
     L += ["## Failures", ""]

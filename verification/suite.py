@@ -250,6 +250,7 @@ def _cvx(inst: Instance, solver: str):
             continue
         x = tuple(v.value for v in var) if isinstance(var, tuple) else var.value
         extra = {"cvx_settings": settings, "cvx_status": res.status, "library_status": first_status,
+                 **({"solver_messages": res.messages} if res.messages else {}),
                  "library_message": first}
         if note:
             extra["note"] = note

@@ -134,7 +134,7 @@ class SubproblemKind:
     def solve_cvxpy(self, inst: Instance, solver: str, **kwargs) -> tuple[Any, float, dict]:
         """``(x, objective, extra)`` of the library's CVXPY solve (``kwargs`` to ``solve_cvxpy``)."""
         x, res = inst.problem.solve_cvxpy(solver, **kwargs)
-        return x, float(res.objective), {}
+        return x, float(res.objective), ({"solver_messages": res.messages} if res.messages else {})
 
     def cvxpy_problem(self, inst: Instance):
         """``(problem, variables)``: the CVXPY declaration of the instance."""
@@ -153,7 +153,10 @@ class BoundKind(SubproblemKind):
     def solve_cvxpy(self, inst, solver, **kwargs):
         if kwargs:  # the same declaration (its XLast) with the caller's settings
             x, res = inst.problem.solve_cvxpy(solver, **kwargs)
-            return x, float(res.objective), {"p_cvx": float(inst.p)}
+            extra = {"p_cvx": float(inst.p)}
+            if res.messages:
+                extra["solver_messages"] = res.messages
+            return x, float(res.objective), extra
         out = bound.lower_bound(**inst.bound_args, method="cvxpy", solver=solver)
         return out.X1, float(out.G), {"p_cvx": float(out.p)}
 
