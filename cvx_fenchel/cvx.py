@@ -98,21 +98,53 @@ def supports_exp_cone(solver: str) -> bool:
     return solver in SOLVERS
 
 
+#: The order ``solver="auto"`` tries (each with its tolerance ladder).
+AUTO_ORDER = ("CLARABEL", "ECOS", "SCS")
+
+
+def _solve_auto(problem: cp.Problem, *, settings: dict | None, accept_inaccurate: bool,
+                name: str) -> CvxpyResult:
+    """Clarabel, then ECOS, then SCS (each with its ladder): the first that ends ``optimal``.
+    The result names the solver that succeeded and, in ``messages``, the ones that did not."""
+    tried = []
+    for key in AUTO_ORDER:
+        if key not in cp.installed_solvers():
+            continue
+        try:
+            res = solve(problem, key, settings=None if settings is None else settings.get(key),
+                        accept_inaccurate=accept_inaccurate, name=name)
+        except SolverError as exc:
+            tried.append(f"{key}: {exc.status}")
+            continue
+        if tried:
+            res.messages = "\n".join([f"solver='auto': {'; '.join(tried)}; then {key} optimal"]
+                                     + ([res.messages] if res.messages else []))
+        return res
+    raise SolverError(f"{name}: no CVXPY solver reached status 'optimal' (tried {'; '.join(tried)})",
+                      status="all_failed")
+
+
 def solve(problem: cp.Problem, solver: str = "CLARABEL", *, settings: dict | None = None,
           accept_inaccurate: bool = False, name: str = "problem") -> CvxpyResult:
     """Solve ``problem`` with ``solver`` and check the status.
 
+    ``solver="auto"`` tries Clarabel, ECOS and SCS in turn (:data:`AUTO_ORDER`) and returns the
+    first optimal solve (``CvxpyResult.solver`` says which; ``settings`` is then a dict per
+    solver name); only when none succeeds is it an error, listing each solver's status.
+
     Raises
     ------
     UnknownNameError
-        ``solver`` is not one of ECOS, SCS, CLARABEL (or not installed).
+        ``solver`` is not one of ECOS, SCS, CLARABEL, auto (or not installed).
     SolverError
         Status other than ``optimal`` (``optimal_inaccurate`` too, unless
         ``accept_inaccurate``), or the solver itself failed.
     """
+    if str(solver).lower() == "auto":
+        return _solve_auto(problem, settings=settings, accept_inaccurate=accept_inaccurate, name=name)
     key = str(solver).upper()
     if key not in SOLVERS:
-        raise UnknownNameError(f"unknown CVXPY solver {solver!r}; choose one of {SOLVERS}")
+        raise UnknownNameError(f"unknown CVXPY solver {solver!r}; choose one of {SOLVERS} or 'auto'")
     if key not in cp.installed_solvers():
         raise UnknownNameError(f"CVXPY solver {key} is not installed (pip install {key.lower()})")
     if not problem.is_dcp():

@@ -121,3 +121,26 @@ def test_native_solver_output_is_captured_into_the_result(capfd):
     assert printed == ["WARNING - large complementary slackness residual: 0.000015"]
     out, err = capfd.readouterr()
     assert "slackness" not in out + err
+
+
+# ---- exact solves that used to fail on defaults ------------------------------------------------
+def test_cvxpy_lower_bound_falls_back_across_solvers_where_clarabel_is_inaccurate():
+    """At weights after one epoch, 20 samples in float32 (the training dtype): Clarabel ends 'optimal_inaccurate' and ECOS fails
+    on this X-last-ce problem; solver='auto' (the default) goes on to the next solver and says
+    which it used, and the bound agrees with the fast path's."""
+    import warnings
+    from cvx_fenchel import subproblems as sp
+    from cvx_fenchel.errors import SolverError
+    X, y, _, _ = load_mnist(normalize=True)
+    X = X.reshape(len(X), -1)[:2000]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = FenchelClassifier().fit(X, y[:2000])
+    (W0, b0), (W1, b1) = clf.weights_
+    args = (X[:20].astype(np.float32), np.eye(10, dtype=np.float32)[y[:20]], W0, b0, W1, b1, "relu")
+    with pytest.raises(SolverError, match="CLARABEL returned status 'optimal_inaccurate'"):
+        sp.lower_bound(*args, lam=2.0, method="cvxpy", solver="CLARABEL")
+    exact = sp.lower_bound(*args, lam=2.0, method="cvxpy")
+    fast = sp.lower_bound(*args, lam=2.0, tol=1e-9, max_iter=20000)
+    assert exact.G <= exact.p
+    assert abs(exact.G - fast.G) <= 1e-5 * max(1.0, abs(fast.G))

@@ -64,7 +64,7 @@ def lower_bound_problem(X, Y, W0, b0, W1, b1, activation="relu", *, lam: float =
 
 
 def lower_bound(X, Y, W0, b0, W1, b1, activation="relu", *, lam: float = 1.0, loss="cross_entropy",
-                maps=None, x0=None, method: str = "fast", solver: str = "CLARABEL", tol: float | None = None,
+                maps=None, x0=None, method: str = "fast", solver: str = "auto", tol: float | None = None,
                 max_iter: int | None = None) -> LowerBound:
     r""":math:`G_W(\lambda) \le p(W)` of the module docstring, as a :class:`LowerBound`.
 
@@ -78,7 +78,8 @@ def lower_bound(X, Y, W0, b0, W1, b1, activation="relu", *, lam: float = 1.0, lo
     x0 : warm start of the fast path (default the feed-forward value :math:`\phi(U_0)`, where the
         objective is ``p``, so the value found never exceeds ``p``)
     method : ``"fast"`` (FISTA, :meth:`XLast.solve_fast`, no warning at its iteration cap: read
-        ``converged``) or ``"cvxpy"`` (exact on small instances, ``solver``)
+        ``converged``) or ``"cvxpy"`` (exact on small instances, ``solver``: ``"auto"`` tries
+        Clarabel, ECOS and SCS in turn, :func:`cvx_fenchel.cvx.solve`)
     """
     if method not in ("fast", "cvxpy"):
         raise UnknownNameError(f"unknown lower-bound method {method!r}; choose 'fast' or 'cvxpy'")
