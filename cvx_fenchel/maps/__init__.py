@@ -24,10 +24,13 @@ Conventions
 * Convolution means cross-correlation, as in TensorFlow and the original code:
   ``Y[n, p, q, o] = sum_{i, j, c} X[n, p + i, q + j, c] W[i, j, c, o] + b[o]``.
 * One source for NumPy and CuPy: arrays go through ``xp`` from
-  :func:`cvx_fenchel.backend.get_namespace`. No Python loop runs over samples or
-  pixels; the convolution adjoint in ``X`` loops over the ``kh * kw`` kernel
-  offsets only, and patch matrices are built in chunks of samples when they
-  would be large.
+  :func:`cvx_fenchel.backend.get_namespace`. No Python loop runs over samples,
+  pixels or kernel offsets: a convolution is a GEMM on patches, its input adjoint
+  one GEMM (with a banded kernel matrix, or on patches) plus a loop-free col2im,
+  and patch matrices are built in chunks of samples when they would be large.
+* A subproblem binds its fixed side once: :meth:`LinearMap.fixed_input` (W-steps:
+  pooled input, patch matrix, Gram matrix and norm kept) and
+  :meth:`LinearMap.fixed_weights` (X-steps: banded kernel and norm kept).
 * For CVXPY on tiny inputs every map builds itself as an explicit
   ``scipy.sparse`` matrix acting on C-order (row-major) vectorisations of the
   whole batch: ``vec(A(X; W)) = input_matrix(W, m) @ vec(X)
@@ -48,12 +51,12 @@ from typing import Any
 
 from ..errors import InputError, UnknownNameError
 from ..registry import Registry
-from .base import LinearMap, power_iteration
+from .base import FixedInput, FixedWeights, LinearMap, power_iteration
 from .chain import Chain, Flatten
 from .conv import AvgPool2D, Conv2D
 from .dense import Dense
 
-__all__ = ["LinearMap", "Dense", "Conv2D", "AvgPool2D", "Flatten", "Chain", "MAPS", "make_map",
+__all__ = ["LinearMap", "FixedInput", "FixedWeights", "Dense", "Conv2D", "AvgPool2D", "Flatten", "Chain", "MAPS", "make_map",
            "make_chain", "power_iteration", "register_map", "unregister_map", "map_kinds",
            "get_map_class"]
 

@@ -367,6 +367,21 @@ class LinearMap:
                              f"(C-order flattened samples), got {shape}")
         return int(shape[0])
 
+    # ---- operators of one subproblem ------------------------------------------------------------
+    def fixed_input(self, X: Any) -> "FixedInput":
+        """The W-step operator ``(W, b) -> A(X; W) + b`` of the fixed batch ``X``, with what
+        depends on ``X`` alone (pooled input, patch matrix, Gram matrix, norm) computed once
+        (see :class:`FixedInput`; maps with weights specialise it)."""
+        if not self.has_weights:
+            raise InputError(f"{self._label()} has no weights, so no W-step operator")
+        return FixedInput(self, X)
+
+    def fixed_weights(self, W: Any = None, b: Any = None) -> "FixedWeights":
+        """The X-step operator ``Z -> A(Z; W) + b`` of fixed weights, with what depends on
+        ``(W, b)`` alone (reshaped or banded kernels, the norm) computed once (see
+        :class:`FixedWeights`)."""
+        return FixedWeights(self, W, b)
+
     # ---- to be provided by subclasses -------------------------------------------------------
     def _forward(self, X: Any, W: Any, xp: Any) -> Any:
         raise NotImplementedError
@@ -416,3 +431,109 @@ class _SizesFromShapes:
     def n_out(self) -> int:
         """Number of output entries per sample, ``prod(out_shape)``."""
         return math.prod(self.out_shape)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------
+# operators of one subproblem: the fixed side of ``A(X; W)`` bound once
+
+
+class FixedInput:
+    r"""``(W, b) -> A(X; W) + b`` for one fixed batch ``X``: the operator of a W-step.
+
+    A W-step evaluates the map and its weight adjoint at the same ``X`` in every iteration, so
+    everything that depends on ``X`` alone is computed here once (and only when first asked
+    for): a Conv2D keeps its patch matrix ``P`` (each iteration is then ``U = P W + b``,
+    ``dW = P^T G``), a Chain its pre-processed input (e.g. the pooled batch), and
+    :meth:`gram`, :meth:`lipschitz` are cached. ``apply``/``adjoint`` do not re-check shapes
+    (the subproblem checks its inputs once). This generic version delegates to the map.
+
+    Attributes: ``map``, ``X`` (checked), ``xp``, ``m`` (samples).
+    """
+
+    def __init__(self, lmap: "LinearMap", X: Any):
+        self.map = lmap
+        self.X = lmap._check_input(X)
+        self.xp, _ = get_namespace(self.X)
+        self.m = self.X.shape[0]
+        self._gram: Any = None
+        self._lip: dict = {}
+
+    def apply(self, W: Any, b: Any = None) -> Any:
+        """``A(X; W) + b``."""
+        return self.map.apply(self.X, W, b)
+
+    def adjoint(self, G: Any) -> tuple[Any, Any]:
+        """``(A_W^T G, db)``: the gradient in ``(W, b)`` of ``<A(X; W) + b, G>``."""
+        return self.map._adjoint_weights(G, self.X, self.xp)
+
+    def features(self) -> Any:
+        """``F`` with ``U[..., c] = F @ W.reshape(-1, c_out)[:, c] + b_c`` up to a row order
+        (inputs of a dense map, patches of a convolution), or None when the map is not of
+        that form."""
+        return None
+
+    def gram(self) -> Any:
+        """``[F 1]^T [F 1]`` (cached), assembled from ``F^T F``, ``F^T 1`` and the row count;
+        None without :meth:`features`."""
+        if self._gram is None:
+            F = self.features()
+            if F is None:
+                return None
+            xp = self.xp
+            d = F.shape[1]
+            G = xp.empty((d + 1, d + 1), dtype=F.dtype)
+            G[:d, :d] = F.T @ F
+            colsum = xp.sum(F, axis=0)
+            G[:d, d] = colsum
+            G[d, :d] = colsum
+            G[d, d] = F.shape[0]
+            self._gram = G
+        return self._gram
+
+    def lipschitz(self, include_bias: bool = True) -> float:
+        """``||(W, b) -> A(X; W) + b||_2^2`` (``include_bias``) or ``||W -> A(X; W)||_2^2``, as
+        :meth:`LinearMap.lipschitz_weights`; cached, and taken from :meth:`gram` when that was
+        already computed (no second Gram matrix or patch matrix)."""
+        key = bool(include_bias)
+        if key not in self._lip:
+            G = self._gram
+            if G is not None and G.shape[0] <= _MAX_EXACT_GRAM:
+                d = G.shape[0] - 1
+                self._lip[key] = _max_eigvalsh(G if key else G[:d, :d], self.xp)
+            else:
+                self._lip[key] = self._lipschitz(key)
+        return self._lip[key]
+
+    def _lipschitz(self, include_bias: bool) -> float:
+        return float(self.map.lipschitz_weights(self.X, include_bias=include_bias))
+
+
+class FixedWeights:
+    r"""``Z -> A(Z; W) + b`` for fixed ``(W, b)``: the operator of an X-step.
+
+    Computed once: whatever the map derives from ``W`` alone (a Conv2D's banded kernel matrix
+    for its input adjoint, reshaped kernels) and :meth:`lipschitz` (one power iteration or
+    eigenvalue solve per operator, however often it is asked for). This generic version
+    delegates to the map.
+    """
+
+    def __init__(self, lmap: "LinearMap", W: Any = None, b: Any = None):
+        self.map = lmap
+        self.W = lmap._check_W(W)
+        self.b = lmap._check_b(b)
+        self._lip: float | None = None
+
+    def apply(self, Z: Any) -> Any:
+        """``A(Z; W) + b``."""
+        return self.map.apply(Z, self.W, self.b)
+
+    def adjoint(self, G: Any) -> Any:
+        """``A_Z^T G``."""
+        xp, _ = get_namespace(G)
+        return self.map._adjoint_input(G, self.W, xp)
+
+    def lipschitz(self) -> float:
+        """``||Z -> A(Z; W)||_2^2`` by :meth:`LinearMap.lipschitz_input` (cached)."""
+        if self._lip is None:
+            self._lip = float(self.map.lipschitz_input(self.W))
+        return self._lip

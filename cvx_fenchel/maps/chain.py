@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import (LinearMap, _SizesFromShapes, _shape_tuple)
+from .base import FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _shape_tuple
 from .conv import Conv2D
 from .dense import Dense
 
@@ -164,6 +164,16 @@ class Chain(LinearMap):
             G = a._adjoint_input(G, None, xp)
         return mid._adjoint_weights(G, X, xp)  # type: ignore[union-attr]
 
+    def fixed_input(self, X: Any) -> "ChainFixedInput":
+        """The W-step operator of the batch ``X`` (:class:`ChainFixedInput`: ``pre(X)`` once)."""
+        if self._iw is None:
+            raise InputError(f"{self._label()} has no weights, so no W-step operator")
+        return ChainFixedInput(self, X)
+
+    def fixed_weights(self, W: Any = None, b: Any = None) -> "ChainFixedWeights":
+        """The X-step operator of ``(W, b)`` (:class:`ChainFixedWeights`)."""
+        return ChainFixedWeights(self, W, b)
+
     def lipschitz_input(self, W: Any = None, *, n_iter: int = 100, n_starts: int = 4,
                         safety: float = 1.01, rng: Any = 0, tol: float = 1e-7) -> float:
         """Estimate of ``||X -> A(X; W)||_2^2``: batched power iteration on ``A^T A``
@@ -223,3 +233,73 @@ class Chain(LinearMap):
         """As :meth:`LinearMap.cvxpy_apply_weights` (a Dense weighted map takes the
         general sparse-matrix route here)."""
         return LinearMap.cvxpy_apply_weights(self, X, Wvar, bvar)
+
+
+class ChainFixedInput(FixedInput):
+    """A chain's W-step operator: the weightless maps before the weighted one are applied to
+    ``X`` once (LeNet-5: the 2x2 average pooling of the fixed input), then the weighted map's
+    own operator (e.g. its patch matrix) is bound to the result; the maps after it (a Flatten)
+    reshape."""
+
+    def __init__(self, chain: Chain, X: Any):
+        super().__init__(chain, X)
+        pre, mid, post = chain._split()
+        Z = self.X
+        for a in pre:
+            Z = a._forward(Z, None, self.xp)
+        self.inner = mid.fixed_input(Z)  # type: ignore[union-attr]
+        self._post = post
+
+    def apply(self, W: Any, b: Any = None) -> Any:
+        U = self.inner.apply(W, b)
+        for a in self._post:
+            U = a._forward(U, None, self.xp)
+        return U
+
+    def adjoint(self, G: Any) -> tuple[Any, Any]:
+        for a in reversed(self._post):
+            G = a._adjoint_input(G, None, self.xp)
+        return self.inner.adjoint(G)
+
+    def features(self) -> Any:
+        if not all(isinstance(a, Flatten) for a in self._post):
+            return None
+        return self.inner.features()
+
+    def gram(self) -> Any:
+        return self.inner.gram() if self.features() is not None else None
+
+    def lipschitz(self, include_bias: bool = True) -> float:
+        return self.inner.lipschitz(include_bias)
+
+
+class ChainFixedWeights(FixedWeights):
+    """A chain's X-step operator: the weighted map's own operator (e.g. a convolution's banded
+    kernel), composed with the weightless maps around it."""
+
+    def __init__(self, chain: Chain, W: Any = None, b: Any = None):
+        super().__init__(chain, W, b)
+        self._pre, mid, self._post = chain._split()
+        self.inner = None if mid is None else mid.fixed_weights(self.W, self.b)
+
+    def apply(self, Z: Any) -> Any:
+        if self.inner is None:
+            return self.map.apply(Z)
+        xp, _ = get_namespace(Z)
+        for a in self._pre:
+            Z = a._forward(Z, None, xp)
+        U = self.inner.apply(Z)
+        for a in self._post:
+            U = a._forward(U, None, xp)
+        return U
+
+    def adjoint(self, G: Any) -> Any:
+        if self.inner is None:
+            return super().adjoint(G)
+        xp, _ = get_namespace(G)
+        for a in reversed(self._post):
+            G = a._adjoint_input(G, None, xp)
+        G = self.inner.adjoint(G)
+        for a in reversed(self._pre):
+            G = a._adjoint_input(G, None, xp)
+        return G

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -11,11 +12,16 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import (LinearMap, _SizesFromShapes, _finish_init, _init_array, _max_eigvalsh,
-                   _positive_int, _rng, _shape_tuple)
+from .base import (FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _finish_init, _init_array,
+                   _max_eigvalsh, _positive_int, _rng, _shape_tuple)
 
 # Patch matrices (im2col) larger than this many entries are built per chunk of samples.
 _MAX_PATCH_ENTRIES = 2 ** 24
+# A W-step keeps its patch matrix when it has at most this many entries (2**26 floats: 256 MiB in
+# float32; LeNet-5's first layer at batch 500 has 9.8e6); larger ones are rebuilt per chunk.
+_MAX_CACHED_PATCH_ENTRIES = 2 ** 26
+# Input adjoints use the banded kernel matrix while ``W_in <= ratio * kw`` (see _use_toeplitz).
+_MAX_TOEPLITZ_RATIO = 4
 
 
 def _patches_view(X: Any, kh: int, kw: int, xp: Any) -> Any:
@@ -53,16 +59,62 @@ def _conv_valid(X: Any, W: Any, xp: Any) -> Any:
     return Y
 
 
-def _conv_valid_adjoint_input(G: Any, W: Any, in_hw: tuple[int, int], xp: Any) -> Any:
-    """``X[n, p+i, q+j, c] += sum_o G[n,p,q,o] W[i,j,c,o]``, one matmul per kernel offset."""
+def _diagonal_sum(R: Any, xp: Any) -> Any:
+    """``out[..., y, s] = sum_{i + p = y} R[..., i, p, s]`` for ``R`` of shape ``(..., k, P, S)``:
+    shape ``(..., P + k - 1, S)``, with no loop over ``i`` (the skew reshape).
+
+    Padding each ``(P, S)`` slab of ``R`` to ``P + k`` rows and reading the flattened
+    ``(k, P + k)`` block with rows of ``P + k - 1`` moves row ``i`` right by ``i``; summing
+    over ``i`` then adds along the anti-diagonals.
+    """
+    *lead, k, P, S = R.shape
+    Rp = xp.zeros((*lead, k, P + k, S), dtype=R.dtype)
+    Rp[..., :P, :] = R
+    n = math.prod(lead)
+    flat = Rp.reshape(n, k * (P + k) * S)[:, :k * (P + k - 1) * S]
+    return xp.sum(flat.reshape(*lead, k, P + k - 1, S), axis=-3)
+
+
+def _row_toeplitz(W: Any, Wo: int, Wd: int, xp: Any) -> Any:
+    """Banded matrix ``T[(q, o), (i, x, c)] = W[i, x - q, c, o]`` (0 where ``x - q`` is not a
+    kernel column), shape ``(Wo*c_out, kh*Wd*c_in)``: one row of a convolution's input
+    adjoint as a matrix, so that ``R[(n, p), (i, x, c)] = G[n, p] @ T``."""
+    kh, kw, ci, co = W.shape
+    j = xp.arange(Wd)[None, :] - xp.arange(Wo)[:, None]
+    inside = ((j >= 0) & (j < kw)).astype(W.dtype)
+    Wj = W[:, xp.clip(j, 0, kw - 1)] * inside[None, :, :, None, None]  # (kh, Wo, Wd, ci, co)
+    return xp.ascontiguousarray(xp.transpose(Wj, (1, 4, 0, 2, 3)).reshape(Wo * co, kh * Wd * ci))
+
+
+def _use_toeplitz(kw: int, Wd: int) -> bool:
+    """The banded-matrix input adjoint does ``Wd / kw`` times the multiplications of the
+    patch one; it is used up to ``_MAX_TOEPLITZ_RATIO`` (LeNet-5: 14 / 5)."""
+    return Wd <= _MAX_TOEPLITZ_RATIO * kw
+
+
+def _conv_valid_adjoint_input(G: Any, W: Any, in_hw: tuple[int, int], xp: Any,
+                              T: Any = None) -> Any:
+    """``X[n, p+i, q+j, c] += sum_o G[n,p,q,o] W[i,j,c,o]``: one GEMM and a col2im, no loop.
+
+    Narrow inputs (:func:`_use_toeplitz`): ``R = G_rows @ T`` with the banded matrix ``T`` of
+    :func:`_row_toeplitz` (given, or built here) sums over kernel columns inside the GEMM and
+    :func:`_diagonal_sum` over kernel rows. Otherwise ``cols = G_2 @ W_2^T`` (the patch-space
+    gradient, ``(m*Ho*Wo, kh*kw*c_in)``) and col2im by :func:`_diagonal_sum` along columns,
+    then rows.
+    """
     kh, kw, ci, co = W.shape
     m, Ho, Wo, _ = G.shape
-    out = xp.zeros((m, in_hw[0], in_hw[1], ci), dtype=xp.result_type(G.dtype, W.dtype))
-    G2 = G.reshape(m * Ho * Wo, co)  # a 2-D matmul is much faster than a broadcast 4-D one
-    for i in range(kh):
-        for j in range(kw):
-            out[:, i:i + Ho, j:j + Wo, :] += (G2 @ W[i, j].T).reshape(m, Ho, Wo, ci)
-    return out
+    H, Wd = in_hw
+    G = xp.ascontiguousarray(G)
+    if T is not None or _use_toeplitz(kw, Wd):
+        if T is None:
+            T = _row_toeplitz(W, Wo, Wd, xp)
+        R = (G.reshape(m * Ho, Wo * co) @ T).reshape(m, Ho, kh, Wd * ci)
+        return _diagonal_sum(xp.transpose(R, (0, 2, 1, 3)), xp).reshape(m, H, Wd, ci)
+    cols = (G.reshape(m * Ho * Wo, co) @ W.reshape(kh * kw * ci, co).T).reshape(m, Ho, Wo, kh, kw, ci)
+    a = _diagonal_sum(xp.transpose(cols, (0, 1, 3, 4, 2, 5)), xp)  # (m, Ho, kh, Wd, ci)
+    a = xp.transpose(a.reshape(m, Ho, kh, Wd * ci), (0, 2, 1, 3))
+    return _diagonal_sum(a, xp).reshape(m, H, Wd, ci)
 
 
 def _conv_valid_adjoint_weights(X: Any, G: Any, kh: int, kw: int, xp: Any) -> Any:
@@ -207,6 +259,14 @@ class Conv2D(_SizesFromShapes, LinearMap):
         dW = _conv_valid_adjoint_weights(self._pad(X, xp), G, kh, kw, xp)
         return dW, xp.sum(G, axis=(0, 1, 2))
 
+    def fixed_input(self, X: Any) -> "ConvFixedInput":
+        """The W-step operator of the batch ``X`` (:class:`ConvFixedInput`: patch matrix kept)."""
+        return ConvFixedInput(self, X)
+
+    def fixed_weights(self, W: Any = None, b: Any = None) -> "ConvFixedWeights":
+        """The X-step operator of ``(W, b)`` (:class:`ConvFixedWeights`: banded kernel kept)."""
+        return ConvFixedWeights(self, W, b)
+
     def lipschitz_input(self, W: Any = None, *, n_iter: int = 100, n_starts: int = 4,
                         safety: float = 1.01, rng: Any = 0, tol: float = 1e-7) -> float:
         """Estimate of ``||X -> A(X; W)||_2^2`` (one sample; same for any batch).
@@ -278,6 +338,84 @@ class Conv2D(_SizesFromShapes, LinearMap):
                        format="csr")
 
 
+class ConvFixedInput(FixedInput):
+    """A convolution's W-step operator: the patch matrix ``P`` (``(m*Ho*Wo, kh*kw*c_in)``,
+    im2col of the padded batch) is built once, so each iteration is ``U = P W_2 + b`` and
+    ``dW = P^T G_2`` (two GEMMs, no copying reshape of strided patch views). Memory: ``P`` is
+    ``kh*kw`` times the (padded) input, e.g. 39 MB in float32 for LeNet-5's first layer at batch
+    500; above ``_MAX_CACHED_PATCH_ENTRIES`` entries the padded input is kept and the patches are
+    rebuilt per chunk of samples as by the map."""
+
+    def __init__(self, conv: "Conv2D", X: Any):
+        super().__init__(conv, X)
+        xp = self.xp
+        kh, kw = conv.kernel
+        Ho, Wo, co = conv.out_shape
+        self._d, self._co, self._out = kh * kw * conv.c_in, co, (self.m, Ho, Wo, co)
+        self._Xp = conv._pad(self.X, xp)
+        self._P = None
+        if self.m * Ho * Wo * self._d <= _MAX_CACHED_PATCH_ENTRIES:
+            self._P = _patches_view(self._Xp, kh, kw, xp).reshape(-1, self._d)
+            self._Xp = None
+
+    def apply(self, W: Any, b: Any = None) -> Any:
+        if self._P is None:
+            U = _conv_valid(self._Xp, W, self.xp)
+        else:
+            U = (self._P @ W.reshape(self._d, self._co)).reshape(self._out)
+        return U if b is None else U + b
+
+    def adjoint(self, G: Any) -> tuple[Any, Any]:
+        xp = self.xp
+        if self._P is None:
+            kh, kw = self.map.kernel
+            dW = _conv_valid_adjoint_weights(self._Xp, G, kh, kw, xp)
+        else:
+            dW = (self._P.T @ G.reshape(-1, self._co)).reshape(self.map.weight_shape)
+        return dW, xp.sum(G, axis=(0, 1, 2))
+
+    def features(self) -> Any:
+        if self._P is not None:
+            return self._P
+        kh, kw = self.map.kernel
+        return _patches_view(self._Xp, kh, kw, self.xp).reshape(-1, self._d)
+
+    def _lipschitz(self, include_bias: bool) -> float:
+        if self._P is None:
+            return float(self.map.lipschitz_weights(self.X, include_bias=include_bias))
+        G = self.gram()
+        d = G.shape[0] - 1
+        return _max_eigvalsh(G if include_bias else G[:d, :d], self.xp)
+
+
+class ConvFixedWeights(FixedWeights):
+    """A convolution's X-step operator: the banded kernel matrix of the input adjoint
+    (:func:`_row_toeplitz`, ``(Wo*c_out, kh*W_in*c_in)``: 67k entries for LeNet-5's second
+    convolution) is built once, when the input is narrow enough for it."""
+
+    def __init__(self, conv: "Conv2D", W: Any = None, b: Any = None):
+        super().__init__(conv, W, b)
+        xp, _ = get_namespace(self.W)
+        (t, bo), (le, r) = conv._pads()
+        H, Wd, _ = conv.in_shape
+        self._hw = (H + t + bo, Wd + le + r)
+        self._T = None
+        if _use_toeplitz(conv.kernel[1], self._hw[1]):
+            self._T = _row_toeplitz(self.W, conv.out_shape[1], self._hw[1], xp)
+
+    def apply(self, Z: Any) -> Any:
+        xp, _ = get_namespace(Z)
+        U = _conv_valid(self.map._pad(Z, xp), self.W, xp)
+        return U if self.b is None else U + self.b
+
+    def adjoint(self, G: Any) -> Any:
+        xp, _ = get_namespace(G)
+        (t, _), (le, _) = self.map._pads()
+        H, Wd, _ = self.map.in_shape
+        Xp = _conv_valid_adjoint_input(G, self.W, self._hw, xp, T=self._T)
+        return Xp[:, t:t + H, le:le + Wd, :]
+
+
 # --------------------------------------------------------------------------------------------
 # AvgPool2D
 
@@ -331,7 +469,10 @@ class AvgPool2D(_SizesFromShapes, LinearMap):
     def _forward(self, X: Any, W: Any, xp: Any) -> Any:
         s = self.size
         Ho, Wo, C = self.out_shape
-        return xp.mean(X.reshape(X.shape[0], Ho, s, Wo, s, C), axis=(2, 4))
+        # two contiguous partial sums (rows of a window, then its columns): several times faster
+        # than a mean over the two strided window axes at once
+        rows = xp.sum(X.reshape(X.shape[0], Ho, s, Wo, s * C), axis=2)
+        return xp.sum(rows.reshape(X.shape[0], Ho, Wo, s, C), axis=3) / (s * s)
 
     def _adjoint_input(self, G: Any, W: Any, xp: Any) -> Any:
         s = self.size

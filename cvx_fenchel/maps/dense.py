@@ -10,8 +10,8 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import (_MAX_EXACT_GRAM, LinearMap, _finish_init, _init_array, _max_eigvalsh, _positive_int,
-                   _rng, _shape_tuple, power_iteration)
+from .base import (_MAX_EXACT_GRAM, FixedInput, LinearMap, _finish_init, _init_array, _max_eigvalsh,
+                   _positive_int, _rng, _shape_tuple, power_iteration)
 
 
 
@@ -71,6 +71,10 @@ class Dense(LinearMap):
 
     def _adjoint_weights(self, G: Any, X: Any, xp: Any) -> tuple[Any, Any]:
         return X.T @ G, xp.sum(G, axis=0)
+
+    def fixed_input(self, X: Any) -> "DenseFixedInput":
+        """The W-step operator of the batch ``X`` (:class:`DenseFixedInput`)."""
+        return DenseFixedInput(self, X)
 
     def lipschitz_input(self, W: Any = None, **kwargs: Any) -> float:
         """``||W||_2^2 = lambda_max(W^T W)``, exact (eigenvalue of the smaller Gram matrix).
@@ -144,3 +148,18 @@ class Dense(LinearMap):
         if bvar is not None:
             expr = expr + np.ones((X.shape[0], 1)) @ cp.reshape(bvar, (1, self.n_out), order="C")
         return expr
+
+
+class DenseFixedInput(FixedInput):
+    """``(W, b) -> X W + 1 b^T`` of a fixed ``X``: ``X`` is the feature matrix; the adjoint is
+    ``(X^T G, G^T 1)``."""
+
+    def apply(self, W: Any, b: Any = None) -> Any:
+        U = self.X @ W
+        return U if b is None else U + b
+
+    def adjoint(self, G: Any) -> tuple[Any, Any]:
+        return self.X.T @ G, self.xp.sum(G, axis=0)
+
+    def features(self) -> Any:
+        return self.X

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..backend import check_scalar, get_namespace
 from ..errors import ConvergenceWarning, InputError, UnknownNameError
-from ..maps import Chain, Conv2D, Dense, Flatten
+from ..maps import Chain, Dense
 from ..solvers import FastResult, cholesky, cholesky_solve, fista, fista_metric
 from .common import result
 
@@ -48,21 +48,12 @@ __all__ = ["Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientSt
 
 def feature_matrix(linear_map, X):
     """``F`` with ``U[..., c] = F @ W.reshape(-1, c_out)[:, c] + b_c`` up to a row permutation, for
-    Dense and Conv2D maps and Chains of weightless maps, one of them, then Flatten; else None."""
-    xp, _ = get_namespace(X)
-    m = X.shape[0]
-    if isinstance(linear_map, Chain):
-        pre, mid, post = linear_map._split()
-        if mid is None or not all(isinstance(a, Flatten) for a in post):
-            return None
-        for a in pre:
-            X = a._forward(X, None, xp)
-        linear_map = mid
-    if isinstance(linear_map, Dense):
-        return X.reshape(m, -1)
-    if isinstance(linear_map, Conv2D):
-        return linear_map.patch_matrix(X)
-    return None
+    Dense and Conv2D maps and Chains of weightless maps, one of them, then Flatten; else None
+    (:meth:`~cvx_fenchel.maps.FixedInput.features` of ``linear_map.fixed_input(X)``; a W-step
+    keeps that operator, see :attr:`WStep.op`)."""
+    if not getattr(linear_map, "has_weights", False):
+        return None
+    return linear_map.fixed_input(X).features()
 
 
 def _with_ones(F, xp):
@@ -158,12 +149,11 @@ class Gram(Strategy):
         return problem.strategy_state(self) is not None
 
     def prepare(self, problem):
-        F = feature_matrix(problem.map, problem.X)
+        F = problem.op.features()
         if F is None or F.shape[1] + 1 > self.max_dim or problem.data.lipschitz <= 0:
             return None
         xp, _ = get_namespace(F)
-        A = _with_ones(F, xp)
-        P = problem.data.lipschitz * (A.T @ A)
+        P = problem.data.lipschitz * problem.op.gram()  # [F 1]^T [F 1], kept for the norm
         jitter = problem.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
         P = P + jitter * xp.eye(P.shape[0], dtype=P.dtype)
         try:
@@ -236,7 +226,7 @@ class SampleSpace(Strategy):
         c = problem.ridge.rho + problem.ridge.gamma
         mp = problem.map
         mid = mp._split()[1] if isinstance(mp, Chain) else mp
-        F = feature_matrix(mp, problem.X) if isinstance(mid, Dense) else None
+        F = problem.op.features() if isinstance(mid, Dense) else None
         if F is None or c <= 0 or F.shape[0] > F.shape[1] + 1 or problem.data.lipschitz <= 0 \
                 or tuple(mp.out_shape) != (mp.weight_shape[-1],):
             return None

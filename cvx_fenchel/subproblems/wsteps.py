@@ -65,6 +65,7 @@ class WStep:
         self.X = X
         self.ridge = Ridge(rho, gamma, W0, b0)
         self._L = None
+        self._op = None
         self._states: dict = {}
 
     # the ridge term's parameters, by their usual names
@@ -73,12 +74,21 @@ class WStep:
     W0 = property(lambda self: self.ridge.W0, doc="proximal centre :math:`W^0`")
     b0 = property(lambda self: self.ridge.b0, doc="proximal centre :math:`b^0`")
 
+    @property
+    def op(self):
+        """The operator ``(W, b) -> A(X; W) + b`` of this problem's fixed ``X``
+        (:meth:`LinearMap.fixed_input`, built on first use): what depends on ``X`` alone (pooled
+        input, patch matrix, Gram matrix, norm) is computed once per subproblem, not per iteration."""
+        if self._op is None:
+            self._op = self.map.fixed_input(self.X)
+        return self._op
+
     def _U(self, x):
-        return self.map.apply(self.X, x[0], x[1])
+        return self.op.apply(x[0], x[1])
 
     def _grad(self, x):
         W, b = x
-        dW, db = self.map.adjoint_weights(self.data.grad(self._U(x)), self.X)
+        dW, db = self.op.adjoint(self.data.grad(self._U(x)))
         return self.ridge.add_grad(dW, db, W, b)
 
     @staticmethod
@@ -90,7 +100,7 @@ class WStep:
         r""":math:`L_\text{data}\|[A_X, 1]\|^2 + 2(\rho + \gamma)` (from the sample-space eigenvalues
         when that strategy was prepared first)."""
         if self._L is None:
-            L = self.data.lipschitz * float(self.map.lipschitz_weights(self.X, include_bias=True))
+            L = self.data.lipschitz * float(self.op.lipschitz(include_bias=True))
             self._L = max(L + self.ridge.curvature, 1e-12)
         return self._L
 

@@ -36,6 +36,25 @@ def loss_tag(loss) -> str:
     return loss.short or loss.name
 
 
+class _DuckOperator:
+    """The X-step operator of a map object that is not a :class:`LinearMap` (only ``apply``,
+    ``adjoint_input``, ``lipschitz_input``)."""
+
+    def __init__(self, lmap, W, b):
+        self.map, self.W, self.b, self._lip = lmap, W, b, None
+
+    def apply(self, Z):
+        return self.map.apply(Z, self.W, self.b)
+
+    def adjoint(self, G):
+        return self.map.adjoint_input(G, self.W)
+
+    def lipschitz(self) -> float:
+        if self._lip is None:
+            self._lip = float(self.map.lipschitz_input(self.W))
+        return self._lip
+
+
 class XStep:
     """``min_Z data(A(Z; W) + b) + prev(Z)``: FISTA with the prox of ``prev``. Subclasses set
     ``data`` and ``prev`` (:mod:`.terms`) after :meth:`_setup`."""
@@ -58,13 +77,24 @@ class XStep:
             check_shape(b, self.map.bias_shape, "b", self.name)
         self.W, self.b, self.m = W, b, m
         self._L = None
+        self._op = None
 
     # the composite pieces -------------------------------------------------------------------
+    @property
+    def op(self):
+        """The operator ``Z -> A(Z; W) + b`` of this problem's fixed weights
+        (:meth:`LinearMap.fixed_weights`, built on first use): what depends on ``W`` alone (a
+        convolution's banded kernel matrix, the norm) is computed once per subproblem."""
+        if self._op is None:
+            self._op = self.map.fixed_weights(self.W, self.b) if hasattr(self.map, "fixed_weights") \
+                else _DuckOperator(self.map, self.W, self.b)
+        return self._op
+
     def _U(self, Z):
-        return self.map.apply(Z, self.W, self.b)
+        return self.op.apply(Z)
 
     def _grad(self, x):
-        return (self.map.adjoint_input(self.data.grad(self._U(x[0])), self.W),)
+        return (self.op.adjoint(self.data.grad(self._U(x[0]))),)
 
     def _prox(self, x, s):
         return (self.prev.prox(x[0], s),)
@@ -74,7 +104,7 @@ class XStep:
         """Lipschitz constant of the smooth part's gradient: :math:`L_\\text{data} \\|A\\|^2`
         (1 when it is 0, so that the step is defined)."""
         if self._L is None:
-            L = self.data.lipschitz * float(self.map.lipschitz_input(self.W)) if self.data.lipschitz else 0.0
+            L = self.data.lipschitz * float(self.op.lipschitz()) if self.data.lipschitz else 0.0
             self._L = L if L > 0 else 1.0
         return self._L
 
