@@ -223,3 +223,28 @@ def test_lenet_sizes_use_the_banded_adjoint_and_cached_patches():
     assert fi._P is not None and fi._P.shape == (2 * 28 * 28, 25) and fi._P.flags.c_contiguous
     with pytest.raises(Exception):
         AvgPool2D((4, 4, 1), 2).fixed_input(np.zeros((1, 4, 4, 1)))
+
+
+def test_gram_inverse_equals_triangular_solves_and_is_skipped_without_ridge():
+    """With a ridge the Gram preconditioner is applied as a precomputed inverse: the same steps
+    as the two triangular solves (float64: 1e-10) and the same solution; without one (P definite
+    only through its jitter) the triangular solves stay."""
+    from cvx_fenchel.solvers import cholesky_solve
+    from cvx_fenchel.subproblems.strategies import Gram
+    lmap = Chain([AvgPool2D((8, 8, 2), 2), Conv2D((4, 4, 2), 3, (3, 3))])
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6,) + lmap.in_shape)
+    Y = np.abs(rng.standard_normal((6,) + lmap.out_shape))
+    prob = WHidden(X, Y, rho=0.05, gamma=0.01, linear_map=lmap)
+    S = prob.strategy_state(Gram())
+    assert S.inv is not None
+    g = (rng.standard_normal(lmap.weight_shape), rng.standard_normal(lmap.bias_shape))
+    c = lmap.weight_shape[-1]
+    G = np.concatenate([g[0].reshape(-1, c), g[1].reshape(1, c)])
+    D = cholesky_solve(S.chol, G)
+    got = S.solve_P(g)
+    assert rel(got[0], D[:-1].reshape(lmap.weight_shape)) <= 1e-10 and rel(got[1], D[-1]) <= 1e-10
+    r1 = prob.solve_fast(strategy="gram", tol=1e-10)
+    r2 = prob.solve_fast(strategy="fista", tol=1e-10)
+    assert r1.converged and math.isclose(r1.objective, r2.objective, rel_tol=1e-9)
+    assert WHidden(X, Y, linear_map=lmap).strategy_state(Gram()).inv is None

@@ -114,10 +114,14 @@ class ClosedForm(Strategy):
 @dataclass(frozen=True, eq=False)
 class GramState:
     r"""Lower Cholesky factor of :math:`P = L_\text{data}[F\,1]^\top[F\,1] + (2(\rho+\gamma) + \epsilon)I`
-    (``epsilon`` = 1e-12 max diag, keeps ``P`` definite when :math:`\rho = \gamma = 0`)."""
+    (``epsilon`` = 1e-12 max diag, keeps ``P`` definite when :math:`\rho = \gamma = 0`) and, when
+    the ridge makes ``P`` well conditioned, ``inv`` :math:`= P^{-1}` (computed in float64 from a
+    float64 Cholesky factor, stored in the working dtype): each step is then one GEMM instead of
+    two triangular solves (those run 3-15x slower for LeNet-5's shapes on 2 cores)."""
 
     chol: Any
     weight_shape: tuple
+    inv: Any = None
 
     def solve_P(self, g):
         """:math:`P^{-1} g` for a gradient pair ``g = (gW, gb)``, one solve for all output channels."""
@@ -125,7 +129,7 @@ class GramState:
         gW, gb = g
         c_out = self.weight_shape[-1]
         G = xp.concatenate([gW.reshape(-1, c_out), gb.reshape(1, c_out)], axis=0)
-        D = cholesky_solve(self.chol, G)
+        D = cholesky_solve(self.chol, G) if self.inv is None else self.inv @ G
         return (D[:-1].reshape(self.weight_shape), D[-1].reshape(gb.shape))
 
 
@@ -144,6 +148,9 @@ class Gram(Strategy):
 
     name: ClassVar[str] = "gram"
     max_dim: int = 2048
+    #: ``P^{-1}`` is applied as a matrix when ``cond(P) <= 1 + L_data ||[F 1]||^2 / (2(rho+gamma))``
+    #: is at most this (then it changes the steps by rounding only), else by triangular solves.
+    max_cond_inverse: float = 1e12
 
     def applies(self, problem) -> bool:
         return problem.strategy_state(self) is not None
@@ -157,9 +164,15 @@ class Gram(Strategy):
         jitter = problem.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
         P = P + jitter * xp.eye(P.shape[0], dtype=P.dtype)
         try:
-            return GramState(cholesky(P), tuple(problem.map.weight_shape))
+            chol = cholesky(P)
         except np.linalg.LinAlgError:  # numerically indefinite: not this strategy
             return None
+        inv = None
+        curv = problem.ridge.curvature
+        if curv > 0 and float(problem.op.lipschitz()) * problem.data.lipschitz / curv <= self.max_cond_inverse:
+            eye = xp.eye(P.shape[0], dtype=xp.float64)
+            inv = cholesky_solve(cholesky(P.astype(xp.float64)), eye).astype(P.dtype)
+        return GramState(chol, tuple(problem.map.weight_shape), inv)
 
     def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
         t0 = time.perf_counter()
