@@ -1,4 +1,4 @@
-"""Command line: ``cvx-fenchel info | train | reproduce | verify``.
+"""Command line: ``cvx-fenchel info | train | reproduce | verify | bench``.
 
 * ``cvx-fenchel info`` -- versions, CVXPY solvers, NumPy BLAS, whether CuPy sees a GPU.
 * ``cvx-fenchel train`` -- train a model (default: Fenchel 784-300-10 on the MNIST subset shipped
@@ -6,6 +6,8 @@
 * ``cvx-fenchel reproduce fig1|fig2|fig3`` -- every model of one of the papers' MNIST figures
   (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``).
+* ``cvx-fenchel bench mlp|lenet5|steps`` -- the Fenchel trainer timed against Adam in one run
+  (:mod:`cvx_fenchel.bench`): ``bench.md`` and ``bench.json``.
 
 Training goes through :func:`cvx_fenchel.experiments.train` (also used by ``reproduce``); the
 Fenchel model's flags become one :class:`~cvx_fenchel.config.TrainConfig` (``--settings``
@@ -73,6 +75,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.out is not None:
         argv += ["--out", args.out]
     return int(vcli.main(argv) or 0)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import WORKLOADS, bench_markdown, run_bench, write_bench
+    from .errors import InputError
+    if args.workload not in WORKLOADS:
+        raise UnknownNameError(f"unknown bench workload {args.workload!r}; choose one of {WORKLOADS}")
+    if args.backend not in ("numpy", "cupy"):
+        raise UnknownNameError(f"unknown backend {args.backend!r}; choose one of ('numpy', 'cupy')")
+    if args.workload == "steps" and args.data_dir is not None:
+        raise InputError("--data-dir applies to the mlp and lenet5 workloads (steps uses the "
+                         "shipped subset's 500-image instances)")
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    res = run_bench(args.workload, backend=args.backend, batches=args.batches, data_dir=args.data_dir,
+                    to_accuracy=args.to_accuracy, seed=args.seed, max_epochs=args.max_epochs,
+                    command=["cvx-fenchel"] + list(args.argv), log=log)
+    if args.out is not None:
+        pj, pm = write_bench(res, args.out)
+        log(f"wrote {pm} and {pj}")
+    print(bench_markdown(res))
+    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -167,12 +190,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default=None, choices=["numpy", "cupy"])
     s.add_argument("--out", default=None)
     s.set_defaults(func=cmd_verify)
+
+    s = subs.add_parser("bench", help="time the Fenchel trainer against Adam in one run (mlp, lenet5) "
+                        "or each subproblem against L-BFGS-B (steps); write bench.md/bench.json")
+    s.add_argument("workload", help="mlp (784-300-10, Fig. 2 settings), lenet5 (Fig. 3 settings) or "
+                                    "steps (subproblems at MNIST scale vs L-BFGS-B)")
+    s.add_argument("--backend", default="numpy",
+                   help="numpy (Adam on torch CPU) or cupy (Adam on torch CUDA)")
+    s.add_argument("--batches", type=int, default=None,
+                   help="timed Fenchel batches after one warm-up batch (default: mlp 20, lenet5 3)")
+    s.add_argument("--data-dir", default=None,
+                   help="MNIST folder (official files); default: the embedded subset")
+    s.add_argument("--to-accuracy", type=float, default=None, metavar="A",
+                   help="also train both from scratch until test accuracy A; report the times and "
+                        "their ratio")
+    s.add_argument("--max-epochs", type=int, default=5, help="--to-accuracy: epochs at most")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="write bench.md and bench.json here")
+    s.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    s.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0

@@ -229,3 +229,40 @@ def test_every_field_a_preset_fixes_has_a_flag_and_is_reported_when_given():
         cfg = experiments.fenchel_config(options)
         assert cfg.preset == "original" and cfg.overrides == (field,), field
         assert f"{field}=" in describe(cfg) and f"overrides preset original ({field}=" in describe(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# bench (issue 12)
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "mlpx"], "unknown bench workload 'mlpx'"),
+    (["bench", "mlp", "--backend", "tpu"], "unknown backend 'tpu'"),
+    (["bench", "steps", "--to-accuracy", "0.5"], "apply to the mlp and lenet5 workloads"),
+    (["bench", "steps", "--data-dir", "x"], "--data-dir applies to the mlp and lenet5"),
+    (["bench", "mlp", "--batches", "0"], "batches must be an integer >= 1"),
+    (["bench", "mlp", "--to-accuracy", "1.5"], "to_accuracy must be <= 1.0"),
+    (["bench", "mlp", "--batches", "40"], "need 20500 training samples"),
+])
+def test_bench_errors_print_one_line_and_exit_2(argv, needle, capsys):
+    assert cli.main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bench_cupy_without_a_gpu_is_a_clear_error(capsys):
+    from cvx_fenchel.backend import cupy_available
+    if cupy_available():
+        pytest.skip("CuPy sees a GPU here")
+    assert cli.main(["bench", "mlp", "--backend", "cupy", "--quiet"]) == 2
+    assert "backend 'cupy' requested but unavailable" in capsys.readouterr().err
+
+
+def test_bench_mlp_writes_markdown_and_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "mlp", "--batches", "1", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    res = json.loads((out / "bench.json").read_text())
+    assert res["workload"] == "mlp" and res["fenchel"]["timed_batches"] == 1
+    assert res["command"] == ["cvx-fenchel", "bench", "mlp", "--batches", "1", "--out", str(out), "--quiet"]
+    assert "ratio Fenchel/Adam per epoch" in printed and printed.strip() == (out / "bench.md").read_text().strip()

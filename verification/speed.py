@@ -1,5 +1,9 @@
 r"""Speed rows: the fast path against scipy's L-BFGS-B (the original code's solver) and CVXPY.
 
+The timing of each row (reference, fast path, L-BFGS-B, checks) is the library's
+:func:`cvx_fenchel.bench.steps.time_step_row`, shared with ``cvx-fenchel bench steps``; this module
+adds the CVXPY/Clarabel column, the 100x target and the report section.
+
 One row per subproblem kind of the registry with an MNIST-scale instance at the original code's
 settings (``SubproblemKind.speed_case``, :mod:`cvx_fenchel.subproblems.benchmark`: today
 X-last-ce and W-hidden, 500 images of the shipped subset, 784-300-10, ReLU, Xavier weights).
@@ -23,95 +27,29 @@ fast path over L-BFGS-B, with the CPU model and thread count.
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing as mp
 import sys
 import time
 
 import numpy as np
 
+from cvx_fenchel.bench.steps import (MATCH_TOL, build_speed_instance, lbfgsb_problem, rel_diff,
+                                     speed_kinds, time_step_row)
 from cvx_fenchel.machine import cpu_info, versions
 
 __all__ = ["run_speed", "speed_kinds", "build_speed_instance", "lbfgsb_problem", "speed_markdown", "main"]
 
 #: Target of the issue: fast path at least this many times faster than L-BFGS-B.
 TARGET_SPEEDUP = 100.0
-#: Objective agreement demanded of the timed fast-path run (relative to the reference).
-MATCH_TOL = 1e-7
 CVXPY_TIME_LIMIT = 180.0
 #: CVXPY is skipped for declarations whose affine map has more non-zeros than this.
 CVXPY_MAX_NNZ = 10_000_000
-
-
-def speed_kinds() -> list:
-    """The registry's kinds with an MNIST-scale instance, in registry order."""
-    from cvx_fenchel.subproblems import kinds
-    return [k for k in kinds() if k.speed_case() is not None]
-
-
-def build_speed_instance(kind_name: str, seed: int = 0, m: int = 500, hidden: int = 300):
-    """``(problem, settings)``: the MNIST-scale instance of the kind ``kind_name``."""
-    from cvx_fenchel.subproblems import get_kind
-    return get_kind(kind_name).speed_case()(seed, m, hidden)
-
-
-def lbfgsb_problem(sub):
-    """``(fun, x0, bounds)`` for L-BFGS-B: ``fun(z) = (objective, gradient)`` of ``sub`` on the flat
-    vector ``z`` (``(W, b)`` of a W-step concatenated), its start and its entrywise bounds."""
-    x0 = sub.start()
-    parts = x0 if isinstance(x0, tuple) else (x0,)
-    shapes = [tuple(a.shape) for a in parts]
-    sizes = [int(np.prod(sh)) for sh in shapes]
-
-    def unflat(z):
-        out, i = [], 0
-        for sh, n in zip(shapes, sizes):
-            out.append(z[i:i + n].reshape(sh))
-            i += n
-        return tuple(out) if isinstance(x0, tuple) else out[0]
-
-    def flat(x):
-        return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in (x if isinstance(x, tuple) else (x,))])
-
-    def fun(z):
-        x = unflat(z)
-        return float(sub.objective(x)), flat(sub.grad(x))
-
-    bounds = None
-    if hasattr(sub, "bounds"):
-        lo, hi = sub.bounds()
-        lo = None if math.isinf(lo) else lo
-        hi = None if math.isinf(hi) else hi
-        bounds = None if lo is None and hi is None else [(lo, hi)] * int(sum(sizes))
-    return fun, flat(x0), bounds
 
 
 def _affine_nnz(sub) -> int:
     """Non-zeros of the affine map the CVXPY declaration builds (dense maps): samples x weights."""
     W = getattr(sub, "W", None)
     return int(sub.m * (np.prod(sub.map.weight_shape) if W is None or hasattr(sub, "X") else W.size))
-
-
-def _gradient_check(fun, x0, bounds=None, seed: int = 0) -> float:
-    """Relative error of the directional derivative ``grad . d`` against a central difference
-    (``d`` random, unit norm, zero on entries within the step of a bound)."""
-    d = np.random.default_rng(seed).standard_normal(x0.size)
-    h = 1e-6 * max(1.0, float(np.linalg.norm(x0)))
-    if bounds is not None:
-        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
-        d[(x0 - lo <= 2 * h) | (hi - x0 <= 2 * h)] = 0.0
-    d /= max(np.linalg.norm(d), 1e-300)
-    fd = (fun(x0 + h * d)[0] - fun(x0 - h * d)[0]) / (2 * h)
-    g = float(fun(x0)[1] @ d)
-    return abs(fd - g) / max(1.0, abs(g))
-
-
-def _lbfgsb(fun, x0, bounds):
-    from scipy.optimize import minimize
-    t0 = time.perf_counter()
-    r = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds)
-    return r, time.perf_counter() - t0
 
 
 def _cvxpy_child(kind: str, seed: int, queue) -> None:  # pragma: no cover - runs in a child process
@@ -144,37 +82,14 @@ def _cvxpy_timed(kind: str, seed: int, limit: float) -> dict:
     return out
 
 
-def _rel(a, b):
-    return abs(a - b) / max(1.0, abs(b))
-
-
-def _time_fast(sub, f_ref: float, n_vars: int) -> dict:
-    """Loosest tolerance matching the reference to MATCH_TOL; then a separate timed solve."""
-    tried = []
-    chosen = None
-    for tol in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10):
-        r = sub.solve_fast(tol=tol, max_iter=200_000, warn=False)
-        tried.append({"tol": tol, "objective": r.objective, "rel_diff": _rel(r.objective, f_ref),
-                      "n_iter": r.n_iter, "seconds": r.seconds})
-        if _rel(r.objective, f_ref) <= MATCH_TOL:
-            chosen = tol
-            break
-    if chosen is None:
-        chosen = 1e-10
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        r = sub.solve_fast(tol=chosen, max_iter=200_000, warn=False)
-        times.append(time.perf_counter() - t0)
-    return {"tol": chosen, "seconds": min(times), "seconds_all": times, "objective": r.objective,
-            "rel_diff": _rel(r.objective, f_ref), "n_iter": r.n_iter, "residual": r.residual,
-            "calibration": tried, "variables": n_vars}
+_rel = rel_diff
 
 
 def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxpy: bool = True,
               log=None, m: int = 500, hidden: int = 300) -> dict:
     """Run the speed comparison (``m`` samples, ``hidden`` units); returns a JSON-able dict (rows,
-    machine, verdict)."""
+    machine, verdict). The timing of each row is :func:`cvx_fenchel.bench.steps.time_step_row`
+    (shared with ``cvx-fenchel bench steps``); this adds the CVXPY column and the target."""
     def say(msg):
         if log is not None:
             log(msg)
@@ -183,24 +98,11 @@ def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxp
     info = {}
     for kind in speed_kinds():
         name = kind.name
-        sub, settings = kind.speed_case()(seed, m, hidden)
+        row, settings = time_step_row(kind, seed, m, hidden, log=say)
         info = {k: v for k, v in settings.items() if k not in ("lam", "coef (lbd_coef)", "rho", "gamma")}
-        say(f"speed: {name} reference")
-        t0 = time.perf_counter()
-        ref = sub.solve_fast(tol=1e-13, max_iter=500_000, warn=False)
-        ref_sec = time.perf_counter() - t0
-        fun, x0, bounds = lbfgsb_problem(sub)
-        n_vars = x0.size
-        f0 = fun(x0)[0]
-        f0_sub = sub.objective(sub.start())
-        grad_err = _gradient_check(fun, x0, bounds, seed)
-        say(f"speed: {name} fast path")
-        fast = _time_fast(sub, ref.objective, n_vars)
-        say(f"speed: {name} L-BFGS-B")
-        r, lsec = _lbfgsb(fun, x0, bounds)
-        lb = {"seconds": lsec, "objective": float(r.fun), "rel_diff": _rel(float(r.fun), ref.objective),
-              "n_iter": int(r.nit), "n_fev": int(r.nfev), "status": str(r.message), "settings": "scipy defaults"}
+        sub, _ = kind.speed_case()(seed, m, hidden)
         nnz = _affine_nnz(sub)
+        n_vars = row["variables"]
         if nnz > CVXPY_MAX_NNZ:
             cv = {"status": f"skipped (size): {n_vars:,} variables and an affine map with about "
                             f"{nnz / 1e6:.0f} million non-zeros", "seconds": None, "objective": None}
@@ -208,25 +110,14 @@ def run_speed(seed: int = 0, *, cvxpy_limit: float = CVXPY_TIME_LIMIT, with_cvxp
             say(f"speed: {name} CVXPY/Clarabel (limit {cvxpy_limit:.0f} s)")
             cv = _cvxpy_timed(name, seed, cvxpy_limit)
             if cv.get("objective") is not None:
-                cv["rel_diff"] = _rel(cv["objective"], ref.objective)
+                cv["rel_diff"] = _rel(cv["objective"], row["reference"]["objective"])
         else:
             cv = {"status": "skipped (not requested)", "seconds": None, "objective": None}
-        speedup = lsec / fast["seconds"] if fast["seconds"] > 0 else math.inf
-        # cost model: one objective + gradient evaluation (two matrix products) and how many of them
-        # the target's time budget (L-BFGS-B time / 100) allows
-        t_evals = []
-        for _ in range(5):
-            t1 = time.perf_counter()
-            fun(x0)
-            t_evals.append(time.perf_counter() - t1)
-        t_eval = min(t_evals)
-        rows.append({"subproblem": name, "variables": n_vars, "reference": {
-            "objective": ref.objective, "tol": 1e-13, "seconds": ref_sec, "residual": ref.residual,
-            "n_iter": ref.n_iter}, "fast": fast, "lbfgsb": lb, "cvxpy_clarabel": cv,
-            "speedup_vs_lbfgsb": speedup, "objective_check_rel": _rel(f0, f0_sub), "gradient_check_rel": grad_err,
-            "settings": {k: settings[k] for k in ("lam", "coef (lbd_coef)", "rho", "gamma") if k in settings},
-            "eval_seconds": t_eval, "budget_evals_for_target": lsec / TARGET_SPEEDUP / t_eval,
-            "fast_matches": fast["rel_diff"] <= MATCH_TOL, "target_met": speedup >= TARGET_SPEEDUP})
+        # cost model: how many objective + gradient evaluations the target's time budget
+        # (L-BFGS-B time / 100) allows
+        row.update(cvxpy_clarabel=cv, budget_evals_for_target=row["lbfgsb"]["seconds"] / TARGET_SPEEDUP
+                   / row["eval_seconds"], target_met=row["speedup_vs_lbfgsb"] >= TARGET_SPEEDUP)
+        rows.append(row)
     return {"instance": info, "machine": cpu_info(), "versions": versions(), "target_speedup": TARGET_SPEEDUP,
             "match_tol": MATCH_TOL, "rows": rows,
             "correct": all(r["fast_matches"] and r["objective_check_rel"] <= 1e-10 and r["gradient_check_rel"] <= 1e-5

@@ -1,0 +1,191 @@
+"""``cvx-fenchel bench`` (issue 12): the JSON's fields and ratios, the nominal FLOP model, and the
+host-synchronisation counter (a toy function, one MLP batch, one small LeNet-like batch)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cvx_fenchel import backend
+from cvx_fenchel.bench import run_bench, write_bench
+from cvx_fenchel.bench.syncs import SyncArray, counting, instrument, sync_numpy
+from cvx_fenchel.bench.workloads import (bench_fenchel, count_batch_syncs, load_bench_data,
+                                         step_iteration_flops)
+from cvx_fenchel.config import preset
+from cvx_fenchel.network import Layer, make_network
+from cvx_fenchel.trainer import BCDTrainer
+
+pytest.importorskip("torch")
+
+#: Host synchronisations of one batch today (counted by cvx_fenchel.bench.syncs on the CPU, the
+#: embedded subset, seed 0, timed batch 1 after the warm-up batch 0). Issue 12 point 5 asks for at
+#: most 30 (MLP) and 60 (LeNet-5); until then these are the documented bounds: a change that adds
+#: host synchronisations to the fast path fails here (lower the bound when a change removes some).
+#: MLP 784-300-10, original preset, batch 500: 259 (X1 80, W1 32, W0 140, other 7).
+MLP_SYNC_BOUND = 259
+#: The small LeNet-like network of :func:`_lenet_like` (conv, pool+conv, pool+flatten+dense,
+#: dense), batch 100: 614 (X3 92, X2 45, X1 35, W3 188, W2 91, W1 73, W0 79, other 11).
+LENET_LIKE_SYNC_BOUND = 614
+
+
+@pytest.fixture(scope="module")
+def small_bench():
+    """A tiny run on the embedded subset: 784-16-10 (plain preset), Fenchel batch 100, 2 timed
+    batches, Adam at batches 100 and 500 (5 timed each), time to accuracy 0.5 (at most 1 epoch)."""
+    return run_bench("mlp", arch="784-16-10", batch_size=100, batches=2, adam_batches=5,
+                     to_accuracy=0.5, max_epochs=1, command=["cvx-fenchel", "bench", "test"])
+
+
+def test_bench_json_fields_and_ratios_come_from_the_measurements(small_bench, tmp_path):
+    res = small_bench
+    for key in ("workload", "backend", "machine", "commit", "gemm_peak", "fenchel", "adam",
+                "ratio_epoch_fenchel_over_adam", "load_average_start", "data"):
+        assert key in res, key
+    assert res["machine"]["logical_cpus"] >= 1 and "versions" in res["machine"]
+    fen = res["fenchel"]
+    assert fen["timed_batches"] == 2 and len(fen["batch_seconds"]) == 2
+    assert fen["seconds_per_batch"] == pytest.approx(np.mean(fen["batch_seconds"]))
+    assert fen["batches_per_epoch"] == 100  # 10,000 samples / 100
+    assert fen["seconds_per_epoch_extrapolated"] == pytest.approx(fen["seconds_per_batch"] * 100)
+    assert set(fen["blocks"]) == {"X1", "W1", "W0"}
+    for b in fen["blocks"].values():
+        assert b["n_iter_max"] >= b["n_iter_mean"] >= 0 and 0 <= b["at_cap_fraction"] <= 1
+        assert b["flops_per_iter"] > 0
+    split = fen["split_seconds_per_batch"]
+    assert sum(split.values()) == pytest.approx(fen["seconds_per_batch"])
+    assert fen["host_syncs_per_batch"] == fen["host_syncs"]["total"] > 0
+    assert [a["batch_size"] for a in res["adam"]] == [100, 500]
+    for a in res["adam"]:
+        assert a["device"] == "cpu" and a["timed_batches"] >= 1
+        assert a["seconds_per_epoch_extrapolated"] == pytest.approx(a["seconds_per_batch"] * a["batches_per_epoch"])
+        ratio = fen["seconds_per_epoch_extrapolated"] / a["seconds_per_epoch_extrapolated"]
+        assert a["ratio_epoch_fenchel_over_adam"] == pytest.approx(ratio)
+        assert res["ratio_epoch_fenchel_over_adam"][str(a["batch_size"])] == pytest.approx(ratio)
+    assert res["gemm_peak"]["gflops"] > 0
+    assert fen["w_steps_fraction_of_peak"] == pytest.approx(fen["w_steps_gflops"] / res["gemm_peak"]["gflops"])
+    pj, pm = write_bench(res, tmp_path / "b")
+    md = pm.read_text()
+    assert "extrapolated" in md and "host syncs per batch" in md and "GEMM peak" in md
+    assert pj.stat().st_size > 0
+
+
+def test_time_to_accuracy_on_the_subset_with_a_low_target(small_bench):
+    ta = small_bench["to_accuracy"]
+    assert ta["target"] == 0.5
+    fa, aa = ta["fenchel"], ta["adam"]
+    assert fa["accuracy"] >= 0.5 and aa["accuracy"] >= 0.5
+    assert fa["seconds"] > 0 and aa["seconds"] > 0
+    assert ta["ratio_fenchel_over_adam"] == pytest.approx(fa["seconds"] / aa["seconds"])
+
+
+def test_w_step_flops_match_a_hand_count():
+    """One W-step iteration of a dense layer: forward X W + b (2 m n_in n_out + m n_out) and the
+    weight adjoint X^T G with the bias gradient (2 m n_in n_out + m n_out); a convolution counts
+    outputs per sample times the kernel's fan-in."""
+    net = make_network("784-300-10")
+    m = 500
+    assert step_iteration_flops(net.layers[0], m, "w") == 4 * 500 * 784 * 300 + 2 * 500 * 300
+    assert step_iteration_flops(net.layers[1], m, "w") == 4 * 500 * 300 * 10 + 2 * 500 * 10
+    assert step_iteration_flops(net.layers[1], m, "x") == 4 * 500 * 300 * 10 + 500 * 10
+    lenet = make_network("lenet5")
+    # conv 6@5x5 on 32x32x1: 28*28*6 outputs per sample, 5*5*1 weights each
+    assert step_iteration_flops(lenet.layers[0], 10, "w") == 4 * 10 * 28 * 28 * 6 * 25 + 2 * 10 * 28 * 28 * 6
+    # pool + conv 16@5x5 on 14x14x6: 10*10*16 outputs, 5*5*6 weights each (the pooling not counted)
+    assert step_iteration_flops(lenet.layers[1], 1, "w") == 4 * 10 * 10 * 16 * 150 + 2 * 10 * 10 * 16
+
+
+def test_sync_counter_counts_a_toy_function():
+    """Each conversion of an instrumented array to a host value counts once; array arithmetic
+    (reductions included: they stay 0-d arrays, as on CuPy) counts nothing."""
+    def toy(a):
+        xp, xsp = backend.get_namespace(a)
+        s = float(xp.sum(a))                      # 1
+        if xp.max(a) > 0:                         # 2 (bool)
+            s += 1
+        k = int(xp.argmax(a))                     # 3
+        a[0].item()                               # 4
+        a.tolist()                                # 5
+        host = backend.to_numpy(a)                # 6
+        b = xp.linalg.norm(a) * xp.ones(3) + xsp.special.expit(a) + a[1]   # arrays only
+        assert isinstance(b, SyncArray) and isinstance(xp.sum(a), SyncArray)
+        return s, k, host, b
+
+    a = instrument(np.array([1.0, -2.0, 3.0]))
+    with counting() as c:
+        s, k, host, b = toy(a)
+    assert c.total == 6
+    assert c.summary()["by_kind"] == {"float": 1, "bool": 1, "int": 1, "item": 1, "tolist": 1, "to_numpy": 1}
+    assert type(host) is np.ndarray and s == 3.0 and k == 2
+    np.testing.assert_array_equal(np.asarray(b), np.linalg.norm([1, -2, 3]) + 1 / (1 + np.exp(-np.array([1.0, -2, 3]))) - 2)
+    with counting() as c2:
+        float(np.sum(np.array([1.0])))            # plain arrays are not counted
+    assert c2.total == 0
+    assert backend.get_namespace(a)[0] is np      # restored after the block
+
+
+def _mlp_setup():
+    data = load_bench_data("784-300-10", None)
+    cfg = preset("original", arch="784-300-10", backend="numpy")
+    return data, cfg
+
+
+def test_mlp_batch_syncs_equal_the_bench_count_and_stay_within_the_bound():
+    """The bench's count for 784-300-10 (timed batch 1) equals a count made here by hand on the
+    same batch from the same weights, and the instrumented run has the plain run's iterates."""
+    data = load_bench_data("784-300-10", None)
+    cfg = preset("original", arch="784-300-10", backend="numpy")
+    fen = bench_fenchel(cfg, data, 1)
+    tr = BCDTrainer(cfg.network(), cfg)
+    order = tr.epoch_order(0, data["X"].shape[0])
+    b0, b1 = order[:500], order[500:1000]
+    tr.train_batch(data["X"][b0], data["Y"][b0], data["y"][b0])
+    after_warmup = [tuple(np.copy(a) for a in pair) for pair in tr.weights]
+    ref = tr.train_batch(data["X"][b1], data["Y"][b1], data["y"][b1])
+    tr2 = BCDTrainer(cfg.network(), cfg, weights=instrument(after_warmup), xp=sync_numpy)
+    with counting() as c:
+        rec = tr2.train_batch(*(instrument(data[k][b1]) for k in ("X", "Y", "y")))
+    assert rec["relaxed_objective"] == ref["relaxed_objective"] == fen["relaxed_objective_batch1"]
+    for (W, b), (W2, b2) in zip(tr.weights, tr2.weights):
+        np.testing.assert_array_equal(W, np.asarray(W2))
+        np.testing.assert_array_equal(b, np.asarray(b2))
+    assert c.total == fen["host_syncs_per_batch"] == fen["host_syncs"]["total"]
+    assert fen["host_syncs"]["relaxed_objective"] == ref["relaxed_objective"]
+    assert c.total <= MLP_SYNC_BOUND, c.summary()
+
+
+def _lenet_like():
+    """Conv 4@5x5 on 16x16x1 (centre crop of MNIST), pool + conv 4@3x3, pool + flatten + dense 12,
+    dense 10: the lifted-layer structure of LeNet-5 at a test's size; plain preset, batch 100."""
+    layers = [Layer("conv2d", c_out=4, kernel=5), Layer("avgpool2d", size=2),
+              Layer("conv2d", c_out=4, kernel=3), Layer("avgpool2d", size=2), Layer("flatten"),
+              Layer("dense", n_out=12), Layer("dense", n_out=10, activation=None)]
+    cfg = preset("plain", arch=((16, 16, 1), layers), batch_size=100, lam=1.0, gamma=1.0)
+    d = load_bench_data("lenet5", None)
+    crop = lambda X: np.ascontiguousarray(X[:, 8:24, 8:24, :])  # noqa: E731
+    data = {**d, "X": crop(d["X"][:1000]), "Y": d["Y"][:1000], "y": d["y"][:1000]}
+    return cfg, data
+
+
+def test_lenet_like_batch_syncs_equal_the_bench_count_and_stay_within_the_bound():
+    cfg, data = _lenet_like()
+    fen = bench_fenchel(cfg, data, 1)
+    tr = BCDTrainer(cfg.network(), cfg)
+    b = tr.epoch_order(0, 1000)
+    tr.train_batch(data["X"][b[:100]], data["Y"][b[:100]], data["y"][b[:100]])
+    counted = count_batch_syncs(cfg, tr.weights, data["X"][b[100:200]], data["Y"][b[100:200]],
+                                data["y"][b[100:200]])
+    assert counted["total"] == fen["host_syncs_per_batch"]
+    assert counted["relaxed_objective"] == fen["relaxed_objective_batch1"]
+    assert set(counted["by_block"]) <= {"X1", "X2", "X3", "W0", "W1", "W2", "W3", "other"}
+    assert counted["total"] <= LENET_LIKE_SYNC_BOUND, counted
+    assert not math.isnan(counted["relaxed_objective"])
+
+
+@pytest.mark.xfail(reason="Gram.prepare (subproblems/strategies.py) builds P^-1 from an identity made "
+                          "in the namespace of a host feature matrix on pooled layers: a plain array "
+                          "meets device arrays in cholesky_solve (CuPy's get_namespace would raise)",
+                   strict=False)
+def test_lenet_like_batch_mixes_no_host_arrays_into_the_device_namespace():
+    cfg, data = _lenet_like()
+    fen = bench_fenchel(cfg, data, 1)
+    assert fen["host_syncs"]["mixed_namespace_calls"] == 0, fen["host_syncs"]["mixed_namespace_sites"]
