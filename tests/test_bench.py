@@ -189,3 +189,19 @@ def test_lenet_like_batch_mixes_no_host_arrays_into_the_device_namespace():
     cfg, data = _lenet_like()
     fen = bench_fenchel(cfg, data, 1)
     assert fen["host_syncs"]["mixed_namespace_calls"] == 0, fen["host_syncs"]["mixed_namespace_sites"]
+
+
+def test_steps_rows_small_instance_and_markdown():
+    """``bench steps`` on a small instance: one row per kind with an MNIST-scale case, the fast
+    path matching the reference, the speed-up computed from the two timings."""
+    from cvx_fenchel.bench.run import bench_markdown
+    from cvx_fenchel.bench.steps import run_steps
+    res = run_steps(0, m=30, hidden=8)
+    assert [r["subproblem"] for r in res["rows"]] == ["X-last-ce", "W-hidden"]
+    for r in res["rows"]:
+        assert r["fast_matches"] and r["gradient_check_rel"] <= 1e-5
+        assert r["speedup_vs_lbfgsb"] == pytest.approx(r["lbfgsb"]["seconds"] / r["fast"]["seconds"])
+        assert r["issue_target_speedup"] in (30.0, 50.0)
+    md = bench_markdown({**res, "workload": "steps", "command": ["cvx-fenchel", "bench", "steps"],
+                         "machine": {"cpu_model": "x"}, "wall_seconds": 1.0})
+    assert "| X-last-ce |" in md and "issue 12 target" in md
