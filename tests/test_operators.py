@@ -125,7 +125,9 @@ def test_cached_x_step_objective_and_gradient(lmap, m, seed):
     assert math.isclose(prob.objective(Z), prob.data.value(U) + prob.prev.value(Z), rel_tol=1e-12)
     ref = lmap.adjoint_input(prob.data.grad(U), W) + prob.prev.grad(Z)
     assert rel(prob.grad(Z), ref) <= 1e-12
-    assert prob.lipschitz == prob.data.lipschitz * lmap.lipschitz_input(W)
+    assert math.isclose(prob.lipschitz, prob.data.lipschitz * lmap.lipschitz_input(W), rel_tol=1e-9)
+    assert prob.op.lipschitz() is prob.op.lipschitz()  # once per operator
+    assert rel(prob.op.forward(Z), lmap.apply(Z, W)) <= 1e-12
 
 
 @settings(max_examples=40, deadline=None)

@@ -15,6 +15,9 @@ from ..errors import InputError, UnknownNameError
 _MAX_EXACT_GRAM = 4096
 # Relative margin added to exact eigenvalues so that rounding cannot make them fall below.
 _EXACT_MARGIN = 1e-9
+# Power-iteration settings of the maps' ``lipschitz_input`` defaults (Conv2D, Chain), which the
+# X-step operators (FixedWeights) reuse.
+_POWER_DEFAULTS = {"n_iter": 100, "n_starts": 4, "safety": 1.01, "rng": 0, "tol": 1e-7}
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,14 +140,19 @@ class LinearMap:
         return repr(self)
 
     def _power_norm_sq(self, W: Any, *, n_iter: int, n_starts: int, tol: float, rng: Any,
-                       safety: float) -> float:
+                       safety: float, op: Any = None) -> float:
         r"""``safety`` times the power-iteration estimate of :math:`\|A_W\|_2^2` (the largest
-        eigenvalue of :math:`A^\top A` in ``X``) from ``n_starts`` Gaussian starts."""
+        eigenvalue of :math:`A^\top A` in ``X``) from ``n_starts`` Gaussian starts (through the
+        bound operator ``op``'s ``forward``/``adjoint`` when given, e.g. an X-step's)."""
         xp, _ = get_namespace(W)
         x0 = xp.asarray(_rng(rng).standard_normal((n_starts,) + self.in_shape), dtype=W.dtype)
-        lam = power_iteration(lambda x: self._adjoint_input(self._forward(x, W, xp), W, xp), x0,
-                              n_iter=n_iter, tol=tol)
-        return float(safety) * lam
+        if op is None:
+            def AtA(x: Any) -> Any:
+                return self._adjoint_input(self._forward(x, W, xp), W, xp)
+        else:
+            def AtA(x: Any) -> Any:
+                return op.adjoint(op.forward(x))
+        return float(safety) * power_iteration(AtA, x0, n_iter=n_iter, tol=tol)
 
     @classmethod
     def examples(cls, role: str, width_in: int, width_out: int) -> dict[str, "LinearMap"]:
@@ -527,13 +535,23 @@ class FixedWeights:
         """``A(Z; W) + b``."""
         return self.map.apply(Z, self.W, self.b)
 
+    def forward(self, Z: Any) -> Any:
+        """``A(Z; W)`` (no bias)."""
+        xp, _ = get_namespace(Z)
+        return self.map._forward(Z, self.W, xp)
+
     def adjoint(self, G: Any) -> Any:
         """``A_Z^T G``."""
         xp, _ = get_namespace(G)
         return self.map._adjoint_input(G, self.W, xp)
 
     def lipschitz(self) -> float:
-        """``||Z -> A(Z; W)||_2^2`` by :meth:`LinearMap.lipschitz_input` (cached)."""
+        """``||Z -> A(Z; W)||_2^2`` as :meth:`LinearMap.lipschitz_input` gives it, computed once
+        per operator (a map estimated by power iteration runs it through this operator, so a
+        convolution reuses its banded kernel)."""
         if self._lip is None:
-            self._lip = float(self.map.lipschitz_input(self.W))
+            self._lip = float(self._lipschitz())
         return self._lip
+
+    def _lipschitz(self) -> float:
+        return self.map.lipschitz_input(self.W)

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _shape_tuple
+from .base import _POWER_DEFAULTS, FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _shape_tuple
 from .conv import Conv2D
 from .dense import Dense
 
@@ -282,16 +282,25 @@ class ChainFixedWeights(FixedWeights):
         self._pre, mid, self._post = chain._split()
         self.inner = None if mid is None else mid.fixed_weights(self.W, self.b)
 
-    def apply(self, Z: Any) -> Any:
-        if self.inner is None:
-            return self.map.apply(Z)
+    def _through(self, Z: Any, bias: bool) -> Any:
         xp, _ = get_namespace(Z)
         for a in self._pre:
             Z = a._forward(Z, None, xp)
-        U = self.inner.apply(Z)
+        U = self.inner.apply(Z) if bias else self.inner.forward(Z)  # type: ignore[union-attr]
         for a in self._post:
             U = a._forward(U, None, xp)
         return U
+
+    def apply(self, Z: Any) -> Any:
+        return self.map.apply(Z) if self.inner is None else self._through(Z, True)
+
+    def forward(self, Z: Any) -> Any:
+        return super().forward(Z) if self.inner is None else self._through(Z, False)
+
+    def _lipschitz(self) -> float:
+        if self.inner is None:
+            return self.map.lipschitz_input()
+        return self.map._power_norm_sq(self.W, op=self, **_POWER_DEFAULTS)
 
     def adjoint(self, G: Any) -> Any:
         if self.inner is None:

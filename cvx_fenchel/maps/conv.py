@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from ..backend import get_namespace, to_numpy
 from ..errors import InputError
-from .base import (FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _finish_init, _init_array,
+from .base import (_POWER_DEFAULTS, FixedInput, FixedWeights, LinearMap, _SizesFromShapes, _finish_init, _init_array,
                    _max_eigvalsh, _positive_int, _rng, _shape_tuple)
 
 # Patch matrices (im2col) larger than this many entries are built per chunk of samples.
@@ -353,7 +353,7 @@ class ConvFixedInput(FixedInput):
         Ho, Wo, co = conv.out_shape
         self._d, self._co, self._out = kh * kw * conv.c_in, co, (self.m, Ho, Wo, co)
         self._Xp = conv._pad(self.X, xp)
-        self._P = None
+        self._P = self._ones = None
         if self.m * Ho * Wo * self._d <= _MAX_CACHED_PATCH_ENTRIES:
             self._P = _patches_view(self._Xp, kh, kw, xp).reshape(-1, self._d)
             self._Xp = None
@@ -370,9 +370,13 @@ class ConvFixedInput(FixedInput):
         if self._P is None:
             kh, kw = self.map.kernel
             dW = _conv_valid_adjoint_weights(self._Xp, G, kh, kw, xp)
-        else:
-            dW = (self._P.T @ G.reshape(-1, self._co)).reshape(self.map.weight_shape)
-        return dW, xp.sum(G, axis=(0, 1, 2))
+            return dW, xp.sum(G, axis=(0, 1, 2))
+        G2 = G.reshape(-1, self._co)
+        if self._ones is None:
+            self._ones = xp.ones((G2.shape[0],), dtype=G2.dtype)
+        # db as a GEMV with a kept ones vector: a sum over the long axis of an (N, c_out)
+        # array with few channels runs ~6x slower in NumPy (5.6 vs 0.85 ms for LeNet's conv0)
+        return (self._P.T @ G2).reshape(self.map.weight_shape), self._ones @ G2
 
     def features(self) -> Any:
         if self._P is not None:
@@ -403,10 +407,16 @@ class ConvFixedWeights(FixedWeights):
         if _use_toeplitz(conv.kernel[1], self._hw[1]):
             self._T = _row_toeplitz(self.W, conv.out_shape[1], self._hw[1], xp)
 
-    def apply(self, Z: Any) -> Any:
+    def forward(self, Z: Any) -> Any:
         xp, _ = get_namespace(Z)
-        U = _conv_valid(self.map._pad(Z, xp), self.W, xp)
+        return _conv_valid(self.map._pad(Z, xp), self.W, xp)
+
+    def apply(self, Z: Any) -> Any:
+        U = self.forward(Z)
         return U if self.b is None else U + self.b
+
+    def _lipschitz(self) -> float:
+        return self.map._power_norm_sq(self.W, op=self, **_POWER_DEFAULTS)
 
     def adjoint(self, G: Any) -> Any:
         xp, _ = get_namespace(G)
