@@ -20,7 +20,8 @@ __all__ = ["run_bench", "bench_markdown", "write_bench", "git_commit"]
 
 
 def git_commit() -> dict:
-    """``{"commit", "dirty"}`` of the checkout holding this package (None outside git)."""
+    """``{"commit", "dirty_cvx_fenchel", "modified_files"}`` of the checkout holding this package
+    (None outside git): uncommitted changes under ``cvx_fenchel/`` are named."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -28,9 +29,10 @@ def git_commit() -> dict:
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
                                 "--", "cvx_fenchel"], capture_output=True, text=True, timeout=10,
                                check=True).stdout.strip()
-        return {"commit": commit or None, "dirty_cvx_fenchel": bool(dirty)}
+        return {"commit": commit or None, "dirty_cvx_fenchel": bool(dirty),
+                "modified_files": [line[3:] for line in dirty.splitlines()]}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty_cvx_fenchel": None}
+        return {"commit": None, "dirty_cvx_fenchel": None, "modified_files": None}
 
 
 def run_bench(workload: str, *, backend: str = "numpy", batches: int | None = None,
@@ -108,7 +110,8 @@ def _machine_line(res: dict) -> str:
     la = res.get("load_average_start")
     return (f"Machine: {m.get('cpu_model')}, {m.get('logical_cpus')} logical CPUs, BLAS {m.get('blas')}; "
             f"torch {m.get('versions', {}).get('torch', '-')}; CuPy: {m.get('cupy')}. Commit "
-            f"{(res.get('commit') or '?')[:10]}{' (cvx_fenchel modified)' if res.get('dirty_cvx_fenchel') else ''}; "
+            f"{(res.get('commit') or '?')[:10]}"
+            f"{' with uncommitted changes in ' + ', '.join(res.get('modified_files') or []) if res.get('dirty_cvx_fenchel') else ''}; "
             f"load average at start {la[0] if la else '?'} (1 min), at end "
             f"{(res.get('load_average_end') or ['?'])[0]}.")
 
