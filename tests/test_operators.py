@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cvx_fenchel.maps.conv as conv_mod
+from cvx_fenchel.backend import cupy_available, get_backend, to_numpy
+from cvx_fenchel.errors import InputError
 from cvx_fenchel.maps import AvgPool2D, Chain, Conv2D, Dense, Flatten
 from cvx_fenchel.subproblems import WHidden, WLast, XHidden
 
@@ -222,8 +224,9 @@ def test_lenet_sizes_use_the_banded_adjoint_and_cached_patches():
     assert op.inner._T is not None and op.inner._T.shape == (10 * 16, 5 * 14 * 6)
     conv0 = Conv2D((32, 32, 1), 6)
     fi = conv0.fixed_input(np.zeros((2, 32, 32, 1), np.float32))
-    assert fi._P is not None and fi._P.shape == (2 * 28 * 28, 25) and fi._P.flags.c_contiguous
-    with pytest.raises(Exception):
+    assert fi._P1 is not None and fi._P1.shape == (2 * 28 * 28, 26) and fi._P1.flags.c_contiguous
+    assert np.all(fi._P1[:, 25] == 1) and fi.features().shape == (2 * 28 * 28, 25)
+    with pytest.raises(InputError):
         AvgPool2D((4, 4, 1), 2).fixed_input(np.zeros((1, 4, 4, 1)))
 
 
@@ -250,3 +253,27 @@ def test_gram_inverse_equals_triangular_solves_and_is_skipped_without_ridge():
     r2 = prob.solve_fast(strategy="fista", tol=1e-10)
     assert r1.converged and math.isclose(r1.objective, r2.objective, rel_tol=1e-9)
     assert WHidden(X, Y, linear_map=lmap).strategy_state(Gram()).inv is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="CuPy with a CUDA device is not available")
+@pytest.mark.parametrize("ratio", [0, 4])
+@pytest.mark.parametrize("lmap", [Conv2D((9, 8, 3), 4, (3, 3)), Conv2D((9, 8, 3), 4, (3, 2), padding="same"),
+                                  Chain([AvgPool2D((8, 8, 3), 2), Conv2D((4, 4, 3), 2, (3, 3)),
+                                         Flatten((2, 2, 2))]),
+                                  Chain([AvgPool2D((4, 4, 2), 2), Flatten((2, 2, 2)), Dense(8, 3)])])
+def test_operators_on_cupy_equal_numpy(lmap, ratio, monkeypatch):
+    cp_ = get_backend("cupy")
+    monkeypatch.setattr(conv_mod, "_MAX_TOEPLITZ_RATIO", ratio)
+    X, W, b, G = _arrays(lmap, 4, 7)
+    dX, dW_, db_, dG = (cp_.asarray(a) for a in (X, W, b, G))
+    fi, fd = lmap.fixed_input(X), lmap.fixed_input(dX)
+    assert rel(to_numpy(fd.apply(dW_, db_)), fi.apply(W, b)) <= 1e-12
+    for a, r in zip(fd.adjoint(dG), fi.adjoint(G)):
+        assert rel(to_numpy(a), r) <= 1e-12
+    fd.gram()
+    assert math.isclose(fd.lipschitz(), fi.lipschitz(), rel_tol=1e-9)
+    wi, wd = lmap.fixed_weights(W, b), lmap.fixed_weights(dW_, db_)
+    assert rel(to_numpy(wd.apply(dX)), wi.apply(X)) <= 1e-12
+    assert rel(to_numpy(wd.adjoint(dG)), wi.adjoint(G)) <= 1e-12
+    assert math.isclose(wd.lipschitz(), wi.lipschitz(), rel_tol=1e-6)

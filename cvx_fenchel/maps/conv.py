@@ -339,53 +339,63 @@ class Conv2D(_SizesFromShapes, LinearMap):
 
 
 class ConvFixedInput(FixedInput):
-    """A convolution's W-step operator: the patch matrix ``P`` (``(m*Ho*Wo, kh*kw*c_in)``,
-    im2col of the padded batch) is built once, so each iteration is ``U = P W_2 + b`` and
-    ``dW = P^T G_2`` (two GEMMs, no copying reshape of strided patch views). Memory: ``P`` is
-    ``kh*kw`` times the (padded) input, e.g. 39 MB in float32 for LeNet-5's first layer at batch
-    500; above ``_MAX_CACHED_PATCH_ENTRIES`` entries the padded input is kept and the patches are
-    rebuilt per chunk of samples as by the map."""
+    """A convolution's W-step operator: the patch matrix with a column of ones,
+    ``P_1 = [P 1]`` (``(m*Ho*Wo, kh*kw*c_in + 1)``, im2col of the padded batch), is built once,
+    so each iteration is two GEMMs, ``U = P_1 [W_2; b]`` and ``[dW_2; db] = P_1^T G_2`` (the bias
+    inside the GEMMs: a separate broadcast add and column sum cost as much again for LeNet's
+    first layer), with no copying reshape of strided patch views. Memory: ``P_1`` is about
+    ``kh*kw`` times the (padded) input, e.g. 41 MB in float32 for LeNet-5's first layer at batch
+    500 (31 MB for its second); above ``_MAX_CACHED_PATCH_ENTRIES`` entries the padded input is
+    kept and the patches are rebuilt per chunk of samples as by the map."""
 
     def __init__(self, conv: "Conv2D", X: Any):
         super().__init__(conv, X)
         xp = self.xp
         kh, kw = conv.kernel
         Ho, Wo, co = conv.out_shape
-        self._d, self._co, self._out = kh * kw * conv.c_in, co, (self.m, Ho, Wo, co)
+        d = kh * kw * conv.c_in
+        self._d, self._co, self._out = d, co, (self.m, Ho, Wo, co)
         self._Xp = conv._pad(self.X, xp)
-        self._P = self._ones = None
-        if self.m * Ho * Wo * self._d <= _MAX_CACHED_PATCH_ENTRIES:
-            self._P = _patches_view(self._Xp, kh, kw, xp).reshape(-1, self._d)
-            self._Xp = None
+        self._P1 = None
+        rows = self.m * Ho * Wo
+        if rows * (d + 1) <= _MAX_CACHED_PATCH_ENTRIES:
+            P1 = xp.empty((rows, d + 1), dtype=self.X.dtype)
+            P1[:, :d] = _patches_view(self._Xp, kh, kw, xp).reshape(rows, d)
+            P1[:, d] = 1
+            self._P1, self._Xp = P1, None
 
     def apply(self, W: Any, b: Any = None) -> Any:
-        if self._P is None:
+        if self._P1 is None:
             U = _conv_valid(self._Xp, W, self.xp)
-        else:
-            U = (self._P @ W.reshape(self._d, self._co)).reshape(self._out)
-        return U if b is None else U + b
+            return U if b is None else U + b
+        W2 = W.reshape(self._d, self._co)
+        if b is None:
+            return (self._P1[:, :self._d] @ W2).reshape(self._out)
+        theta = self.xp.concatenate([W2, b.reshape(1, self._co)], axis=0)
+        return (self._P1 @ theta).reshape(self._out)
 
     def adjoint(self, G: Any) -> tuple[Any, Any]:
         xp = self.xp
-        if self._P is None:
+        if self._P1 is None:
             kh, kw = self.map.kernel
             dW = _conv_valid_adjoint_weights(self._Xp, G, kh, kw, xp)
             return dW, xp.sum(G, axis=(0, 1, 2))
-        G2 = G.reshape(-1, self._co)
-        if self._ones is None:
-            self._ones = xp.ones((G2.shape[0],), dtype=G2.dtype)
-        # db as a GEMV with a kept ones vector: a sum over the long axis of an (N, c_out)
-        # array with few channels runs ~6x slower in NumPy (5.6 vs 0.85 ms for LeNet's conv0)
-        return (self._P.T @ G2).reshape(self.map.weight_shape), self._ones @ G2
+        R = self._P1.T @ G.reshape(-1, self._co)
+        return R[:self._d].reshape(self.map.weight_shape), R[self._d]
 
     def features(self) -> Any:
-        if self._P is not None:
-            return self._P
+        if self._P1 is not None:
+            return self._P1[:, :self._d]
         kh, kw = self.map.kernel
         return _patches_view(self._Xp, kh, kw, self.xp).reshape(-1, self._d)
 
+    def gram(self) -> Any:
+        if self._gram is None and self._P1 is not None:
+            self._gram = self._P1.T @ self._P1  # [P 1]^T [P 1] in one GEMM
+        return super().gram()
+
     def _lipschitz(self, include_bias: bool) -> float:
-        if self._P is None:
+        if self._P1 is None:
             return float(self.map.lipschitz_weights(self.X, include_bias=include_bias))
         G = self.gram()
         d = G.shape[0] - 1
