@@ -82,7 +82,14 @@ def build(py: Path, *, run: bool = True) -> tuple[Path, float]:
     nb = read_source(py)
     t0 = time.perf_counter()
     if run:
-        execute(nb, py.name, cwd=py.parent)
+        try:
+            execute(nb, py.name, cwd=py.parent)
+        except NotebookCellError:
+            import tempfile
+            partial = Path(tempfile.gettempdir()) / f"{py.stem}.partial.ipynb"
+            nbformat.write(nb, partial)
+            print(f"{py.name} failed; the notebook as far as it ran: {partial}", file=sys.stderr)
+            raise
     seconds = time.perf_counter() - t0
     out = py.with_suffix(".ipynb")
     nbformat.write(nb, out)
