@@ -277,3 +277,18 @@ def test_operators_on_cupy_equal_numpy(lmap, ratio, monkeypatch):
     assert rel(to_numpy(wd.apply(dX)), wi.apply(X)) <= 1e-12
     assert rel(to_numpy(wd.adjoint(dG)), wi.adjoint(G)) <= 1e-12
     assert math.isclose(wd.lipschitz(), wi.lipschitz(), rel_tol=1e-6)
+
+
+def test_sample_space_started_at_the_ridge_centre():
+    """The trainer's warm start (x0 = W0 with rho = 0, the ridge centre) skips the change of
+    coordinates of the start (C0 = 0 exactly) and reaches the Gram strategy's solution."""
+    rng = np.random.default_rng(4)
+    X = rng.random((12, 30))
+    Y = np.abs(rng.standard_normal((12, 5)))
+    W0, b0 = 0.1 * rng.standard_normal((30, 5)), 0.1 * rng.standard_normal(5)
+    prob = WHidden(X, Y, rho=0.0, gamma=0.3, W0=W0, b0=b0)
+    r1 = prob.solve_fast((W0, b0), strategy="sample-space", tol=1e-11)
+    r2 = prob.solve_fast((W0, b0), strategy="gram", tol=1e-11)
+    assert r1.method == "sample-space" and r1.converged
+    assert math.isclose(r1.objective, r2.objective, rel_tol=1e-10)
+    assert rel(r1.x[0], r2.x[0]) <= 1e-7

@@ -267,7 +267,11 @@ class SampleSpace(Strategy):
         S = problem.strategy_state(self)
         xp, k = problem.xp, S.k
         theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
-        C0 = ((S.Q64.T @ (S.Phi @ (theta0 - S.theta_bar))) / S.sq64[:, None]).astype(problem.dtype)
+        diff = theta0 - S.theta_bar
+        if bool(xp.any(diff)):
+            C0 = ((S.Q64.T @ (S.Phi @ diff)) / S.sq64[:, None]).astype(problem.dtype)
+        else:  # started at the ridge centre (the trainer's warm start with rho = 0): C0 = 0 exactly
+            C0 = xp.zeros((S.Q64.shape[1], k), dtype=problem.dtype)
         Q, sq, metric, U_bar, c2, psi_bar = S.Q, S.sq[:, None], S.metric, S.U_bar, 2 * S.c, S.psi_bar
         data = problem.data
 

@@ -78,7 +78,9 @@ class WStep:
     def op(self):
         """The operator ``(W, b) -> A(X; W) + b`` of this problem's fixed ``X``
         (:meth:`LinearMap.fixed_input`, built on first use): what depends on ``X`` alone (pooled
-        input, patch matrix, Gram matrix, norm) is computed once per subproblem, not per iteration."""
+        input, patch matrix, Gram matrix, norm) is computed once per subproblem, not per iteration.
+        Like :attr:`lipschitz` and the strategy states it belongs to this subproblem's ``X``, which
+        is fixed at construction (build a new subproblem for new data)."""
         if self._op is None:
             self._op = self.map.fixed_input(self.X)
         return self._op
@@ -98,7 +100,8 @@ class WStep:
     @property
     def lipschitz(self) -> float:
         r""":math:`L_\text{data}\|[A_X, 1]\|^2 + 2(\rho + \gamma)` (from the sample-space eigenvalues
-        when that strategy was prepared first)."""
+        when that strategy was prepared first, else from the Gram matrix :attr:`op` keeps for the
+        Gram strategy, else by the map's own formula; once per subproblem)."""
         if self._L is None:
             L = self.data.lipschitz * float(self.op.lipschitz(include_bias=True))
             self._L = max(L + self.ridge.curvature, 1e-12)
