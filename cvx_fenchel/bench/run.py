@@ -116,10 +116,19 @@ def _machine_line(res: dict) -> str:
             f"{(res.get('load_average_end') or ['?'])[0]}.")
 
 
+#: A 1-minute load average above this at the start or end of a run is flagged in the report.
+BUSY_LOAD = 1.5
+
+
 def bench_markdown(res: dict) -> str:
     """The Markdown report of a :func:`run_bench` result."""
     cmd = " ".join(res.get("command") or [])
     head = [f"# bench {res['workload']}", "", f"`{cmd}`" if cmd else "", "", _machine_line(res), ""]
+    loads = [la[0] for la in (res.get("load_average_start"), res.get("load_average_end")) if la]
+    if loads and max(loads) > BUSY_LOAD:
+        head += [f"**The machine was busy** (1-minute load average up to {max(loads):g} on "
+                 f"{res['machine'].get('logical_cpus', '?')} CPUs): another job shared the cores, so "
+                 "these times are inflated.", ""]
     if res["workload"] == "steps":
         return "\n".join(head + _steps_md(res))
     fen, adams, peak = res["fenchel"], res["adam"], res["gemm_peak"]
