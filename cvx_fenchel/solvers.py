@@ -110,18 +110,22 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
     for k in range(1, max_iter + 1):
         g = grad_f(y)
         x_new = prox(tuple(None if a is None else a - step * d for a, d in zip(y, g)), step)
-        r_y = _diff_norm(y, x_new, xp) / max(1.0, _norm(x_new, xp))
+        # the differences y - x_new and x_new - x are formed once and shared by the stopping test,
+        # the restart test and the extrapolation (same values as forming them in each)
+        dy = tuple(None if a is None else a - b for a, b in zip(y, x_new))
+        r_y = math.sqrt(sum(float(xp.sum(e * e)) for e in dy if e is not None)) / max(1.0, _norm(x_new, xp))
         if r_y <= tol:
             residual = prox_grad_residual(x_new, grad_f(x_new), prox, L)
             if residual <= tol:
                 return x_new, k, True, residual
-        if restart and sum(float(xp.sum((a - b) * (b - c))) for a, b, c in zip(y, x_new, x) if a is not None) > 0:
+        dx = tuple(None if a is None else a - b for a, b in zip(x_new, x))
+        if restart and sum(float(xp.sum(e * f)) for e, f in zip(dy, dx) if e is not None) > 0:
             t = 1.0
             y = x_new
         else:
             t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
             beta = (t - 1) / t_new
-            y = tuple(None if a is None else a + beta * (a - b) for a, b in zip(x_new, x))
+            y = tuple(None if a is None else a + beta * e for a, e in zip(x_new, dx))
             t = t_new
         x = x_new
     residual = prox_grad_residual(x, grad_f(x), prox, L)
