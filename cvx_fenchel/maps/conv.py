@@ -360,7 +360,13 @@ class ConvFixedInput(FixedInput):
         rows = self.m * Ho * Wo
         if rows * (d + 1) <= _MAX_CACHED_PATCH_ENTRIES:
             P1 = xp.empty((rows, d + 1), dtype=self.X.dtype)
-            P1[:, :d] = _patches_view(self._Xp, kh, kw, xp).reshape(rows, d)
+            patches = _patches_view(self._Xp, kh, kw, xp)
+            target = P1[:, :d].reshape(patches.shape)  # a view: one strided copy, no temporary
+            share = getattr(xp, "may_share_memory", None)
+            if share is not None and share(target, P1):
+                target[...] = patches
+            else:  # pragma: no cover - a namespace whose reshape copied
+                P1[:, :d] = patches.reshape(rows, d)
             P1[:, d] = 1
             self._P1, self._Xp = P1, None
 
