@@ -88,7 +88,7 @@ for e in epochs:
     print(f"{e['epoch']:5d} {e['test_accuracy']:9.4f} {e['lower_bound']:10.3f} {e['lower_bound_p']:10.3f} "
           f"{e['lower_bound_p'] - e['lower_bound']:8.3f} {e['time']:8.1f} {e['n_capped']:7d}")
 assert all(e["lower_bound"] <= e["lower_bound_p"] for e in epochs), "the certificate G <= p"
-assert epochs[-1]["test_accuracy"] > 0.85
+assert epochs[-1]["test_accuracy"] > max(0.85, epochs[0]["test_accuracy"])
 
 # %%
 ep = [e["epoch"] for e in epochs]
@@ -109,7 +109,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What to see.** Left: test accuracy rises every epoch (the paper reaches about 0.976 after 10
+# **What to see.** Left: test accuracy rises over the epochs (the paper reaches about 0.976 after 10
 # epochs on the full 60,000 images; here 3,000 images, 3 epochs). Right: the lower bound (circles)
 # stays below the batch loss (squares) at every epoch, and both fall as the network trains; the
 # gap between them is the price of relaxing `X_1 = relu(U_0)` at `lam = 2` (notebook 2: it shrinks
@@ -167,21 +167,21 @@ print(f"{wrong.size} of {y_test.size} test images misclassified (accuracy {1 - w
 assert abs((1 - wrong.size / y_test.size) - epochs[-1]["test_accuracy"]) < 1e-9
 probs = np.exp(scores - scores.max(axis=1, keepdims=True))
 probs /= probs.sum(axis=1, keepdims=True)
-fig, axes = plt.subplots(2, 6, figsize=(11, 4.2))
+fig, axes = plt.subplots(2, 6, figsize=(11, 5.0))
 for ax, i in zip(axes.ravel(), wrong[:12]):
     ax.imshow(X_test[i].reshape(28, 28), cmap="gray_r")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel(f"true {y_test[i]}, predicted {pred_ff[i]}\n(p = {probs[i, pred_ff[i]]:.2f})", fontsize=9)
 fig.suptitle("Misclassified test digits (feed-forward rule): true label, prediction, its softmax probability")
-fig.tight_layout()
+fig.tight_layout(h_pad=1.5)
 plt.show()
 
 # %% [markdown]
 # **What to see.** The first twelve test images the trained network gets wrong, with the label,
 # the prediction and the probability the network gave it. Many are ambiguous or badly written
-# digits; some confident mistakes (probability near 1) show what 3 epochs on 3,000 images have not
-# learnt yet.
+# digits; the confident mistakes (the largest `p` above) show what 3 epochs on 3,000 images have
+# not learnt yet.
 #
 # ## Summary
 #
