@@ -15,6 +15,7 @@ from here, so a failure names the notebook and the cell.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,9 +70,10 @@ def execute(nb, name: str, *, cwd: Path = HERE, timeout: int = 300):
             try:
                 client.execute_cell(cell, i)
             except CellExecutionError as exc:
+                trace = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))   # no terminal colours in logs
                 raise NotebookCellError(
                     f"{name}: cell {i} ({_first_line(cell.source)!r}) raised "
-                    f"{exc.ename}: {exc.evalue}\n{exc}") from None
+                    f"{exc.ename}: {exc.evalue}\n{trace}") from None
     return nb
 
 

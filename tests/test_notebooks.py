@@ -88,3 +88,24 @@ def test_notebook_executes(py):
     """The source runs top to bottom in a fresh python3 kernel (its assertions and the exercises'
     solutions included); an error names the notebook and the cell."""
     build.execute(build.read_source(py), py.name, cwd=NB_DIR)
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=IDS)
+def test_each_notebook_ends_with_checked_exercises(py):
+    """An 'Exercises' section with 2-3 numbered exercises, then 'Solutions' whose code asserts."""
+    text = py.read_text()
+    assert "## Exercises" in text and "## Solutions" in text, f"{py.stem}: needs Exercises and Solutions"
+    exercises = text.split("## Exercises", 1)[1].split("## Solutions", 1)[0]
+    n = len(re.findall(r"^# \d\. ", exercises, flags=re.M))
+    assert 2 <= n <= 3, f"{py.stem}: {n} exercises"
+    solutions = text.split("## Solutions", 1)[1]
+    assert solutions.count("assert ") >= n, f"{py.stem}: every exercise's solution should assert"
+
+
+def test_a_failing_cell_is_named(tmp_path):
+    """execute() names the notebook, the cell index and the cell's first line when a cell raises."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"),
+                                         nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("assert x == 2, 'x is not 2'")])
+    with pytest.raises(build.NotebookCellError, match=r"toy\.py: cell 2 \(.assert x == 2.*\) raised AssertionError: x is not 2"):
+        build.execute(nb, "toy.py", cwd=tmp_path)
