@@ -196,8 +196,8 @@ plt.show()
 # %% [markdown]
 # **What to see.** A staircase that only goes down: every block update lowers (or keeps) `J`. The
 # CVXPY trajectory (crosses) sits on the fast path's line: the two solvers give the same iterates,
-# not only the same subproblem optima. The largest drops come in the first sweep, when the X-steps
-# first move away from the feed-forward point.
+# not only the same subproblem optima. The largest drops come in the first two sweeps, the first of
+# them at the first output W-step (`W2`), which refits the output layer to the moved `X2`.
 #
 # ## 3. When a step is inexact, or minimises something else
 #

@@ -90,8 +90,8 @@ assert pen_at["2018"] == 9.0 and pen_at["Fenchel 2B"] == 0.0 and pen_at["Taylor"
 # %% [markdown]
 # **What to see.** Left: in `v` (what an X-step sees) the three penalties are convex with the same
 # minimiser `v = relu(-1) = 0`. Middle: for a unit that is off (`v = 0`) the 2018 penalty `u^2`
-# pulls every negative pre-activation back to `0`, while the Fenchel penalty and Taylor's are `0`
-# for all `u <= 0`: like ReLU itself, they do not care *how* negative an inactive unit's input is.
+# pulls every negative pre-activation back to `0`, while the Fenchel penalty and Taylor's (the two
+# curves coincide here, `max(u, 0)^2`) are `0` for all `u <= 0`: like ReLU itself, they do not care *how* negative an inactive unit's input is.
 # Right: for `v = 1`, Taylor's penalty is flat for `u < 0` and then falls: not convex in `u`, so
 # its W-step is not a convex problem; the 2018 and Fenchel penalties are convex in `u`.
 #
@@ -267,9 +267,9 @@ plt.show()
 
 # %% [markdown]
 # **What to see.** At epoch 0 the Xavier network guesses (about 0.1) while the lifted weights
-# already classify (the 2018 model's own accuracy). After one epoch of Adam both are close;
-# whether the lifted start stays ahead at the end of these few epochs is printed above the figure
-# (the report saw a lasting, small advantage on full MNIST). The dotted line is the Fenchel lifted
+# already classify (the 2018 model's own accuracy). The lifted start stays ahead for the first
+# epochs while the Xavier network catches up; whether it is still ahead after these few epochs is
+# printed above the figure (the report saw a lasting, small advantage on full MNIST). The dotted line is the Fenchel lifted
 # network of section 3, trained without any back-propagation.
 #
 # ## Summary
