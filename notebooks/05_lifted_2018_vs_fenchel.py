@@ -253,6 +253,7 @@ curves = {"Xavier initialisation": train_adam(xavier), "lifted (2018) initialisa
 for name, acc in curves.items():
     print(f"{name:30s} test accuracy per epoch: {np.round(acc, 4)}")
 assert abs(curves["lifted (2018) initialisation"][0] - acc_lnn) < 1e-12
+assert all(l > x for l, x in zip(curves["lifted (2018) initialisation"][:3], curves["Xavier initialisation"][:3]))
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for name, acc in curves.items():
