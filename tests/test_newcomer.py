@@ -144,3 +144,21 @@ def test_cvxpy_lower_bound_falls_back_across_solvers_where_clarabel_is_inaccurat
     fast = sp.lower_bound(*args, lam=2.0, tol=1e-9, max_iter=20000)
     assert exact.G <= exact.p
     assert abs(exact.G - fast.G) <= 1e-5 * max(1.0, abs(fast.G))
+
+
+def test_objective_clips_rounding_outside_the_domain_and_refuses_real_violations():
+    """A conic solver's ReLU-layer solution has entries like -1e-12 (outside Z >= 0): the objective
+    evaluates it (clipped, as it would be had the solver rounded the other way) instead of inf; a
+    point 1e-3 outside is an error naming the violation."""
+    from cvx_fenchel.subproblems import XLast
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((5, 4))
+    sub = XLast(np.eye(3)[rng.integers(0, 3, 5)], U, rng.standard_normal((4, 3)), np.zeros(3), "relu",
+                lam_prev=1.0)
+    Z, res = sub.solve_cvxpy("CLARABEL")
+    Z = np.where(Z <= 1e-10, -1e-12, Z)  # what a solver may hand back on the boundary
+    assert Z.min() < 0
+    f = sub.objective(Z)
+    assert np.isfinite(f) and abs(f - res.objective) <= 1e-6 * max(1.0, abs(res.objective))
+    with pytest.raises(InputError, match=r"outside the domain \[0.0, inf\] by 0.001"):
+        sub.objective(np.where(Z <= 0, -1e-3, Z))

@@ -11,6 +11,7 @@ FISTA with restart (:func:`~cvx_fenchel.solvers.fista`), step :math:`1/L`,
 
 from __future__ import annotations
 
+import math
 import time
 from typing import ClassVar
 
@@ -109,10 +110,27 @@ class XStep:
         return self._L
 
     # public API -------------------------------------------------------------------------------
+    #: Entries of ``Z`` at most this far outside the domain, relative to ``max(1, max|Z|)``, are
+    #: rounding (a conic solver returns e.g. -1e-12 for a ReLU layer's ``Z >= 0``): clipped
+    #: onto the domain before evaluating. Farther out is an error, not a silent ``inf``.
+    domain_tol: ClassVar[float] = 1e-9
+
     def objective(self, Z) -> float:
-        """Objective value at ``Z`` (``inf`` outside the domain)."""
+        """Objective value at ``Z``. Entries outside the domain by at most :attr:`domain_tol`
+        (relative) are clipped onto it first; a larger violation raises :class:`InputError`
+        naming its size."""
         xp, _ = get_namespace(Z)
         Z = xp.asarray(Z, dtype=self.dtype)
+        lo, hi = self.prev.bounds()
+        below = float(xp.max(lo - Z)) if not math.isinf(lo) else 0.0
+        above = float(xp.max(Z - hi)) if not math.isinf(hi) else 0.0
+        worst = max(below, above, 0.0)
+        if worst > 0:
+            scale = max(1.0, float(xp.max(xp.abs(Z))))
+            if worst > self.domain_tol * scale:
+                raise InputError(f"{self.name}: Z is outside the domain [{lo}, {hi}] by {worst:.3g} "
+                                 f"(more than the rounding tolerance {self.domain_tol:g} x {scale:.3g})")
+            Z = self.prev.project(Z)
         return self.data.value(self._U(Z)) + self.prev.value(Z)
 
     def grad(self, Z):
