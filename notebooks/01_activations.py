@@ -172,6 +172,34 @@ plt.show()
 # (vertical tangents) at the ends of their domain.
 
 # %% [markdown]
+# The same divergence over the whole `(u, v)` plane, for three activations, with the graph of
+# `phi` drawn on top:
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+for ax, name in zip(axes, ("relu", "sigmoid", "tanh")):
+    act = ACTS[name]
+    uu = np.linspace(-3, 3, 301)
+    vv = domain_grid(act, pad=3.0, n=301)
+    UU, VV = np.meshgrid(uu, vv)
+    im = ax.contourf(UU, VV, np.minimum(act.divergence(VV, UU), 3.0), levels=30, cmap="viridis")
+    ax.plot(uu, act.forward(uu), "w--", lw=2, label="v = phi(u)")
+    ax.set_xlabel("u")
+    ax.set_ylabel("v")
+    ax.set_title(f"{name}: B(v, u) (clipped at 3)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.colorbar(im, ax=ax, label="B(v, u)")
+    assert np.all(act.divergence(VV, UU) >= -1e-12)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What to see.** `B` is zero (darkest) exactly along the dashed graph `v = phi(u)` and grows away
+# from it in every direction: the activation is the valley floor of a non-negative function. Along
+# a vertical line (fixed `u`) the valley is convex in `v`; along a horizontal line (fixed `v`) it is
+# convex in `u`; but `B` is not jointly convex in `(u, v)` (exercise 2).
+
+# %% [markdown]
 # ## 3. Theorem 1 as a convex program
 #
 # **Theorem 1** (Gu et al. 2020): for continuous, strictly monotone `phi`,
