@@ -84,9 +84,10 @@ def test_figures_have_labelled_axes(py):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("py", SOURCES, ids=IDS)
-def test_notebook_executes(py):
+def test_notebook_executes(py, tmp_path, monkeypatch):
     """The source runs top to bottom in a fresh python3 kernel (its assertions and the exercises'
     solutions included); an error names the notebook and the cell."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))   # kernel connection files
     build.execute(build.read_source(py), py.name, cwd=NB_DIR)
 
 
@@ -102,8 +103,9 @@ def test_each_notebook_ends_with_checked_exercises(py):
     assert solutions.count("assert ") >= n, f"{py.stem}: every exercise's solution should assert"
 
 
-def test_a_failing_cell_is_named(tmp_path):
+def test_a_failing_cell_is_named(tmp_path, monkeypatch):
     """execute() names the notebook, the cell index and the cell's first line when a cell raises."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"),
                                          nbformat.v4.new_code_cell("x = 1"),
                                          nbformat.v4.new_code_cell("assert x == 2, 'x is not 2'")])
