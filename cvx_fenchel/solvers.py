@@ -44,13 +44,22 @@ class FastResult:
     n_iter : int
         Iterations taken (0 for closed forms).
     converged : bool
-        Whether the optimality residual reached the tolerance.
+        Whether the optimality residual reached the tolerance and, where a certificate exists
+        (``gap_bound``), the certified suboptimality did too: never just "the iterates stopped
+        moving".
     residual : float
         Scale-free optimality residual at ``x`` (see module docstring).
     seconds : float
         Wall time of the solve.
     method : str
         Which path or strategy produced it (e.g. ``fista``, ``sample-space``, ``closed-form``).
+    gap_bound : float
+        A certified upper bound on the relative suboptimality
+        :math:`(f(x) - f^*) / \max(1, |f(x)|)` where the solver has one (W-steps with
+        :math:`\rho + \gamma > 0`: :math:`\|\nabla f(x)\|^2 / (2\mu)`, :math:`\mu = 2(\rho+\gamma)`);
+        ``nan`` where it has none.
+    note : str
+        Why ``converged`` is False (or which certificate backs a True), in words.
     """
 
     x: Any
@@ -60,6 +69,8 @@ class FastResult:
     residual: float
     seconds: float = 0.0
     method: str = ""
+    gap_bound: float = math.nan
+    note: str = ""
 
 
 def default_tol(dtype: Any) -> float:
