@@ -39,12 +39,14 @@ from cvx_fenchel.baselines.lnn import LNNClassifier
 from cvx_fenchel.bcd import adam_step
 from cvx_fenchel.cvx import solve
 from cvx_fenchel.datasets import load_mnist, one_hot
+from cvx_fenchel.errors import ConvergenceWarning
 from cvx_fenchel.losses import get_loss, softmax
 from cvx_fenchel.network import make_network
 from cvx_fenchel.subproblems import LNNX, LNNSimplexCE
 
 np.set_printoptions(precision=4, suppress=True)
 warnings.filterwarnings("ignore", message="The problem includes expressions that don't support CPP")
+warnings.filterwarnings("ignore", category=ConvergenceWarning)   # capped BCD steps, as in training
 relu = get_activation("relu")
 lifted, taylor = LiftedPenalty(), TaylorPenalty()
 

@@ -15,6 +15,8 @@ from here, so a failure names the notebook and the cell.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 import time
@@ -55,15 +57,38 @@ def _first_line(src: str) -> str:
     return lines[0][:70] if lines else ""
 
 
-def execute(nb, name: str, *, cwd: Path = HERE, timeout: int = 300):
+#: Environment of the kernels that execute the notebooks: one BLAS thread. The notebooks' matrices
+#: are small; on a busy 2-core machine multi-threaded OpenBLAS spent most of its time waiting
+#: (notebook 4's training: 30-69 s with the default threads, 3.9 s with one, and about 4.5 s
+#: either way on an idle machine).
+KERNEL_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _environment(env: dict):
+    """``os.environ`` updated by ``env`` inside the block (a kernel started there inherits it)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute(nb, name: str, *, cwd: Path = HERE, timeout: int = 300, env: dict | None = None):
     """Execute ``nb`` in a fresh python3 kernel, cell by cell (nbclient); returns it with outputs.
-    Raises :class:`NotebookCellError` naming ``name``, the cell number and its first line."""
+    The kernel's environment adds ``env`` (default :data:`KERNEL_ENV`). Raises
+    :class:`NotebookCellError` naming ``name``, the cell number and its first line."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
-    with client.setup_kernel():
+    with _environment(KERNEL_ENV if env is None else env), client.setup_kernel():
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
