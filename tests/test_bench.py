@@ -21,11 +21,15 @@ pytest.importorskip("torch")
 #: embedded subset, seed 0, timed batch 1 after the warm-up batch 0). Issue 12 point 5 asks for at
 #: most 30 (MLP) and 60 (LeNet-5); until then these are the documented bounds: a change that adds
 #: host synchronisations to the fast path fails here (lower the bound when a change removes some).
-#: MLP 784-300-10, original preset, batch 500: 259 (X1 80, W1 32, W0 140, other 7).
-MLP_SYNC_BOUND = 259
+#: Counted at commit 0a87223 (they were 259 and 614 at 697943 before the operator changes of
+#: issue 12 points 3-4 added a few per step):
+#: MLP 784-300-10, original preset, batch 500: 269 (X1 81, W1 36, W0 145, other 7; the count
+#: follows the inner iterations, so it depends on the batch: docs/results/bench/mlp, on full MNIST,
+#: has 266 with X1 78).
+MLP_SYNC_BOUND = 269
 #: The small LeNet-like network of :func:`_lenet_like` (conv, pool+conv, pool+flatten+dense,
-#: dense), batch 100: 614 (X3 92, X2 45, X1 35, W3 188, W2 91, W1 73, W0 79, other 11).
-LENET_LIKE_SYNC_BOUND = 614
+#: dense), batch 100: 633 (X3 93, X2 46, X1 36, W3 192, W2 95, W1 77, W0 83, other 11).
+LENET_LIKE_SYNC_BOUND = 633
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +155,7 @@ def test_mlp_batch_syncs_equal_the_bench_count_and_stay_within_the_bound():
     assert c.total == fen["host_syncs_per_batch"] == fen["host_syncs"]["total"]
     assert fen["host_syncs"]["relaxed_objective"] == ref["relaxed_objective"]
     assert c.total <= MLP_SYNC_BOUND, c.summary()
+    assert c.summary()["mixed_namespace_calls"] == 0
 
 
 def _lenet_like():
@@ -178,17 +183,9 @@ def test_lenet_like_batch_syncs_equal_the_bench_count_and_stay_within_the_bound(
     assert counted["relaxed_objective"] == fen["relaxed_objective_batch1"]
     assert set(counted["by_block"]) <= {"X1", "X2", "X3", "W0", "W1", "W2", "W3", "other"}
     assert counted["total"] <= LENET_LIKE_SYNC_BOUND, counted
+    # no host (plain NumPy) array meets the device arrays: on CuPy get_namespace would raise
+    assert counted["mixed_namespace_calls"] == 0, counted["mixed_namespace_sites"]
     assert not math.isnan(counted["relaxed_objective"])
-
-
-@pytest.mark.xfail(reason="Gram.prepare (subproblems/strategies.py) builds P^-1 from an identity made "
-                          "in the namespace of a host feature matrix on pooled layers: a plain array "
-                          "meets device arrays in cholesky_solve (CuPy's get_namespace would raise)",
-                   strict=False)
-def test_lenet_like_batch_mixes_no_host_arrays_into_the_device_namespace():
-    cfg, data = _lenet_like()
-    fen = bench_fenchel(cfg, data, 1)
-    assert fen["host_syncs"]["mixed_namespace_calls"] == 0, fen["host_syncs"]["mixed_namespace_sites"]
 
 
 def test_steps_rows_small_instance_and_markdown():
