@@ -331,7 +331,7 @@ def predict_lifted(network: Network, weights: Sequence, X0: Any, *, n_sweeps: in
 
 
 def lower_bound(network: Network, weights: Sequence, X0: Any, Y: Any, lam: float | None = None, *,
-                method: str = "fast", solver: str = "CLARABEL", tol: float | None = None,
+                method: str = "fast", solver: str = "auto", tol: float | None = None,
                 max_iter: int | None = None):
     r"""Certificate ``G_W(lam) <= p(W)`` at the current weights, one hidden layer (``L = 1``):
 

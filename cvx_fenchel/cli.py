@@ -52,10 +52,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiments import OPTIONS, train
+    from .experiments import OPTIONS, fresh_folder, train
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
-    train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=args.out,
-          quiet=args.quiet, log=lambda line: print(line, flush=True))
+    out = args.out if args.out is not None else fresh_folder("runs/train")
+    train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
+          quiet=args.quiet, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -130,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mnist", choices=DATASETS)
     s.add_argument("--data-dir", default=None,
                    help="folder of the official files (default for MNIST: the embedded subset)")
-    s.add_argument("--out", default="runs/train")
+    s.add_argument("--out", default=None,
+                   help="results folder (default: runs/train, or runs/train-2, -3, ... when taken); "
+                        "one holding an earlier run is refused unless --overwrite")
+    s.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar or warnings")
     g = s.add_argument_group("every model (left out: the preset's or the model's default)")
     g.add_argument("--arch", default=None, help="'784-300-10' (default; any a-b-..-k) or 'lenet5'")

@@ -26,7 +26,7 @@ from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
 from .history import History
 
-__all__ = ["train", "check_out", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
+__all__ = ["train", "check_out", "fresh_folder", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
            "DATASETS", "OPTIONS"]
 
 DATASETS = ("mnist", "cifar10")
@@ -183,6 +183,17 @@ def command_line(model: str, options: dict | None = None, *, dataset: str = "mni
         else:
             argv += [flag, str(v)]
     return argv + (["--out", str(out)] if out is not None else [])
+
+
+def fresh_folder(base: str | Path) -> Path:
+    """``base`` if it holds no run, else the first of ``base-2``, ``base-3``, ... that holds none
+    (the default output folder of ``cvx-fenchel train``, so a second run never clobbers the first)."""
+    base = Path(base)
+    out, k = base, 1
+    while (out / "history.json").exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
 
 
 def check_out(out: str | Path, *, overwrite: bool = False) -> Path:

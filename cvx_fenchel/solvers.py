@@ -33,7 +33,7 @@ Tree = tuple  # a tuple of arrays: (Z,) for X-steps, (W, b) for W-steps
 
 @dataclass
 class FastResult:
-    """Result of a fast-path solve.
+    r"""Result of a fast-path solve.
 
     Attributes
     ----------

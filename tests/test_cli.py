@@ -139,8 +139,9 @@ def test_flags_a_model_or_preset_cannot_take_are_errors(argv, needle, capsys):
 def test_every_model_trains_one_epoch(model, tmp_path, capsys, small_mnist):
     """``cvx-fenchel train --model X --epochs 1`` for every X (on a 400-sample slice)."""
     out = tmp_path / model
+    batch = ["--batch-size", "200"] if model in ("fenchel", "lnn", "sgd", "adam") else []
     rc = cli.main(["train", "--model", model, "--epochs", "1", "--out", str(out), "--quiet",
-                   "--backend", "numpy"])
+                   "--backend", "numpy", *batch])
     assert rc == 0
     hist = json.loads((out / "history.json").read_text())
     assert len(hist["epochs"]) >= 1 and hist["meta"]["model"] == model
@@ -174,9 +175,9 @@ def test_gradient_w_step_and_lifted_prediction_from_the_cli(tmp_path, small_mnis
 
 def test_reproduce_runs_a_figure_and_writes_table_and_plot(tmp_path, capsys, small_mnist):
     from cvx_fenchel.reproduce import FIGURES
-    out = tmp_path / "fig2"
     assert cli.main(["reproduce", "fig2", "--epochs", "1", "--models", "sgd", "adam", "--out",
-                     str(out), "--quiet", "--backend", "numpy"]) == 0
+                     str(tmp_path), "--quiet", "--backend", "numpy"]) == 0
+    out = tmp_path / "fig2-subset"  # one folder per figure and data set
     res = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in res["runs"]] == ["sgd", "adam"]
     for r in res["runs"]:
@@ -185,10 +186,10 @@ def test_reproduce_runs_a_figure_and_writes_table_and_plot(tmp_path, capsys, sma
         assert r["paper"] == {x.name: x.paper for x in FIGURES["fig2"].runs}[r["model"]]
         assert r["command"].startswith("cvx-fenchel train ") and "--epochs 1" in r["command"]
     md = (out / "results.md").read_text()
-    assert "| sgd | 1 |" in md and "0.943" in md
+    assert "| sgd | embedded MNIST subset | 1 |" in md and "0.943" in md
     assert (out / "figure.png").stat().st_size > 0
     # re-running one model updates its row and keeps the others, in the figure's order
-    assert cli.main(["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "--out", str(out),
+    assert cli.main(["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "--out", str(tmp_path),
                      "--quiet", "--backend", "numpy"]) == 0
     res2 = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in res2["runs"]] == ["sgd", "adam"]
@@ -266,3 +267,17 @@ def test_bench_mlp_writes_markdown_and_json(tmp_path, capsys):
     assert res["workload"] == "mlp" and res["fenchel"]["timed_batches"] == 1
     assert res["command"] == ["cvx-fenchel", "bench", "mlp", "--batches", "1", "--out", str(out), "--quiet"]
     assert "ratio Fenchel/Adam per epoch" in printed and printed.strip() == (out / "bench.md").read_text().strip()
+
+
+def test_train_refuses_an_out_holding_a_run_unless_overwrite_and_default_out_never_clobbers(
+        tmp_path, capsys, small_mnist, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "--model", "sgd", "--epochs", "1", "--quiet", "--backend", "numpy"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    before = (out / "history.json").read_bytes()
+    assert cli.main([*args, "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err and (out / "history.json").read_bytes() == before
+    assert cli.main([*args, "--out", str(out), "--overwrite"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(args) == 0 and cli.main(args) == 0
+    assert (tmp_path / "runs/train/history.json").exists() and (tmp_path / "runs/train-2/history.json").exists()
