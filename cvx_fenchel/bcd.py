@@ -272,14 +272,16 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
 def batch_record(network: Network, weights: Sequence, Xs: Sequence, Y: Any, W0: Sequence | None,
                  y: Any = None) -> dict:
     """``relaxed_objective`` ``J(W, X)`` (proximal terms relative to ``W0``), ``network_loss``
-    ``p(W)`` and, with labels ``y``, ``train_accuracy`` of a batch. Raises FloatingPointError
-    when ``J`` is not finite (lower ``lam``/``coef`` or raise ``gamma``)."""
+    ``p(W)`` and, with labels ``y``, ``batch_accuracy_after``: the accuracy on the batch the
+    weights were just fitted to (optimistic: not an estimate of the training-set accuracy, which
+    the trainer records per epoch). Raises FloatingPointError when ``J`` is not finite (lower
+    ``lam``/``coef`` or raise ``gamma``)."""
     xp, _ = get_namespace(Xs[0])
     J = network.relaxed_objective(Xs, Y, weights, W0)
     O = network.forward(Xs[0], weights)
     rec = {"relaxed_objective": J, "network_loss": network.loss_fn.value(Y, O)}
     if y is not None:
-        rec["train_accuracy"] = float(xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)))
+        rec["batch_accuracy_after"] = float(xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)))
     if not math.isfinite(J):
         raise FloatingPointError(f"relaxed objective became {J}; lower lam/coef or raise gamma")
     return rec

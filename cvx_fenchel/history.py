@@ -55,8 +55,9 @@ class History:
     """Per-batch and per-epoch training records.
 
     Typical keys: ``epoch``, ``batch``, ``relaxed_objective``, ``network_loss``,
-    ``train_accuracy`` (on the batch), ``test_accuracy``, ``time_x``, ``time_w``,
-    ``time`` (seconds).
+    ``batch_accuracy_before``/``batch_accuracy_after`` (per batch, at the weights before / after
+    its update), ``train_accuracy`` (per epoch, on the training set), ``test_accuracy``,
+    ``time_x``, ``time_w``, ``time`` (seconds).
     """
 
     meta: dict = field(default_factory=dict)

@@ -14,12 +14,16 @@ this module drives it over epochs. Its settings come from one
   with ``W^0`` = the weights at its start (with ``gamma = 0`` it plays no role).
 
 Each batch appends a record to the :class:`~cvx_fenchel.history.History` (``relaxed_objective``
-after the pass, ``network_loss`` and ``train_accuracy`` of the batch at the new weights,
+after the pass, ``network_loss``, ``batch_accuracy_before`` (the batch's accuracy at the weights
+before its update: an honest running estimate) and ``batch_accuracy_after`` (at the weights just
+fitted to it: optimistic),
 ``time_x``, ``time_w``, ``time``, ``n_capped`` = steps stopped by their iteration cap, and
 ``w_methods`` = the W-step strategy of each layer, ``steps`` = one record per X- or W-step with
 its ``block`` (``"X1"``, ``"W0"``, ...), ``seconds``, inner iterations ``n_iter`` and cap
-``max_iter``, see :func:`~cvx_fenchel.bcd.bcd_pass`); each epoch a summary with ``test_accuracy``
-and, for one hidden layer, the certificate ``G_W(lam) <= p(W)`` on the epoch's last batch
+``max_iter``, see :func:`~cvx_fenchel.bcd.bcd_pass`); each epoch a summary with
+``train_accuracy`` (on the training set at the epoch-end weights; a fixed sample of
+``train_eval_size`` when larger, ``train_accuracy_samples``), ``test_accuracy`` and, for one
+hidden layer, the certificate ``G_W(lam) <= p(W)`` on the epoch's last batch
 (``lower_bound``, ``lower_bound_p``). Capped steps are reported once per epoch as a
 :class:`~cvx_fenchel.errors.ConvergenceWarning`. Checkpoints: :mod:`cvx_fenchel.checkpoint`.
 """
@@ -107,9 +111,15 @@ class BCDTrainer:
 
     def _pass(self, y: Any, t0: float) -> dict:
         st = self.state
+        before = None
+        if y is not None:  # the batch's accuracy before its update: an honest running estimate
+            O = self.network.forward(st.Xs[0], st.weights)
+            before = float(self.xp.mean((self.xp.argmax(O, axis=1) == y).astype(self.xp.float64)))
         res = bcd.bcd_pass(self.network, self.config, st.weights, st.Xs, st.Y, st.W0, st.adam)
         st.weights, st.Xs, st.adam = res.weights, res.Xs, res.adam
         rec = bcd.batch_record(self.network, st.weights, st.Xs, st.Y, st.W0, y)
+        if before is not None:
+            rec["batch_accuracy_before"] = before
         return {**rec, "time_x": res.stats["time_x"], "time_w": res.stats["time_w"],
                 "time": time.perf_counter() - t0, "n_capped": res.stats["n_capped"],
                 "w_methods": res.stats["w_methods"], "steps": res.stats["steps"]}
@@ -188,13 +198,13 @@ class BCDTrainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(J=f"{rec['relaxed_objective']:.4g}",
-                                        acc=f"{rec.get('train_accuracy', float('nan')):.3f}")
+                                        batch_acc_before=f"{rec.get('batch_accuracy_before', float('nan')):.3f}")
                     if checkpoint_dir is not None and checkpoint_every and \
                             st.batch % checkpoint_every == 0 and st.batch < n_batches:
                         self.save(checkpoint_dir)
                     if callback is not None:
                         callback(self, rec)
-                self._end_epoch(X_test, y_test)
+                self._end_epoch(X_test, y_test, X, y_dev)
                 if checkpoint_dir is not None:
                     self.save(checkpoint_dir)
         finally:
@@ -202,7 +212,11 @@ class BCDTrainer:
                 bar.close()
         return self.history
 
-    def _end_epoch(self, X_test: Any, y_test: Any) -> None:
+    #: Training sets up to this size are scored whole at each epoch's end; larger ones on a fixed
+    #: random sample of this size (``train_accuracy_samples`` says which).
+    train_eval_size: int = 20_000
+
+    def _end_epoch(self, X_test: Any, y_test: Any, X: Any = None, y: Any = None) -> None:
         st = self.state
         recs = [r for r in self.history.batches if r.get("epoch") == st.epoch + 1]
 
@@ -211,9 +225,19 @@ class BCDTrainer:
             return float(np.mean(vals)) if vals else None
 
         rec = {"epoch": st.epoch + 1, **{k: mean(k) for k in ("relaxed_objective", "network_loss",
-                                                               "train_accuracy")},
+                                                               "batch_accuracy_before")},
                **{k: float(sum(r.get(k, 0.0) for r in recs)) for k in ("time", "time_x", "time_w")},
                "n_capped": int(sum(r.get("n_capped", 0) for r in recs))}
+        if X is not None and y is not None:
+            # accuracy on the training set at the epoch-end weights (a fixed sample when large)
+            n = X.shape[0]
+            if n > self.train_eval_size:
+                idx = np.random.default_rng([self.config.seed, 12345]).choice(n, self.train_eval_size,
+                                                                              replace=False)
+                ii = self.xp.asarray(np.sort(idx))
+                X, y = X[ii], y[ii]
+            rec["train_accuracy"] = self.network.accuracy(X, y, st.weights)
+            rec["train_accuracy_samples"] = int(X.shape[0])
         if X_test is not None:
             rec["test_accuracy"] = self.network.accuracy(X_test, y_test, st.weights)
         if self.network.L == 1 and st.Xs is not None:

@@ -193,3 +193,30 @@ def test_well_conditioned_w_steps_keep_their_certificate():
     X, X1 = rng.uniform(size=(8, 4)), np.maximum(rng.standard_normal((8, 3)), 0)
     r = WHidden(X, X1, "relu", lam=1.0, rho=0.1, gamma=0.2, W_shape=(4, 3)).solve_fast(tol=1e-10)
     assert r.converged and 0 <= r.gap_bound <= 1e-10
+
+
+# ---- "train accuracy" is the training set's -----------------------------------------------------
+def test_train_accuracy_is_measured_on_the_training_set_and_batch_accuracies_are_named():
+    """Issue 13, point 2: the per-batch number shown used to be the accuracy of the batch the
+    W-step had just fitted (0.976 while the network's training-set accuracy was 0.320)."""
+    import warnings
+    from cvx_fenchel.network import make_network
+    from cvx_fenchel.trainer import BCDTrainer
+    X, y, _, _ = load_mnist(normalize=True)
+    X, y = X.reshape(len(X), -1)[:1500], y[:1500]
+    cfg = preset("auto", batch_size=500, max_iter_x=20, max_iter_w=10)
+    tr = BCDTrainer(cfg.network(), cfg)
+    w_start = [(W.copy(), b.copy()) for W, b in tr.weights]
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr.fit(X, np.eye(10, dtype=np.float32)[y], y, epochs=1,
+               callback=lambda t, rec: seen.append([(W.copy(), b.copy()) for W, b in t.weights]))
+    net = tr.network
+    first = tr.history.batches[0]
+    order = tr.epoch_order(0, len(X))[:500]
+    assert first["batch_accuracy_before"] == pytest.approx(net.accuracy(X[order], y[order], w_start))
+    assert first["batch_accuracy_after"] == pytest.approx(net.accuracy(X[order], y[order], seen[0]))
+    ep = tr.history.epochs[0]
+    assert ep["train_accuracy"] == pytest.approx(net.accuracy(X, y, tr.weights))
+    assert ep["train_accuracy_samples"] == 1500 and "train_accuracy" not in first
