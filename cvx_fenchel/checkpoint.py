@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +91,14 @@ def load_checkpoint(directory: str | os.PathLike, *, xp: Any = np, network: Netw
     d = Path(directory)
     try:
         doc = json.loads((d / STATE_FILE).read_text())
-        arrays = np.load(d / doc["npz"], allow_pickle=False)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError(f"no readable checkpoint in {d} ({type(exc).__name__}: {exc})") from None
+    try:  # read every array now: a truncated npz fails here with a named error, not later
+        with np.load(d / doc["npz"], allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"the checkpoint in {d} is corrupt or truncated ({doc.get('npz')}: "
+                         f"{type(exc).__name__}: {exc}); delete the folder or use another one") from None
     net = network if network is not None else Network.from_dict(doc["network"])
     if "config" in doc:
         config = TrainConfig.from_dict(doc["config"])

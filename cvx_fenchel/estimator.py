@@ -192,6 +192,17 @@ class FenchelClassifier:
             if trainer.network.to_dict() != net.to_dict():
                 raise InputError(f"checkpoint in {self.checkpoint_dir} is for a different network; "
                                  "use another checkpoint_dir")
+            # the run must continue with the settings it started with (epochs may grow)
+            was, now = trainer.config.to_dict(), config.to_dict()
+            bad = [k for k in now if k not in ("epochs", "backend", "overrides") and was.get(k) != now[k]]
+            if bad:
+                raise InputError(f"checkpoint in {self.checkpoint_dir} was made with "
+                                 f"{', '.join(f'{k}={was.get(k)!r}' for k in bad)}; this run has "
+                                 f"{', '.join(f'{k}={now[k]!r}' for k in bad)}: resume with the same "
+                                 "settings or use another checkpoint_dir")
+            if self.verbose:
+                print(f"resuming from {self.checkpoint_dir}: epoch {trainer.epoch + 1}, batch "
+                      f"{trainer.batch + 1}", flush=True)
         if trainer is None:
             trainer = BCDTrainer(net, config, xp=xp)
         self.config_, self.network_, self.trainer_ = trainer.config, net, trainer

@@ -220,3 +220,27 @@ def test_train_accuracy_is_measured_on_the_training_set_and_batch_accuracies_are
     ep = tr.history.epochs[0]
     assert ep["train_accuracy"] == pytest.approx(net.accuracy(X, y, tr.weights))
     assert ep["train_accuracy_samples"] == 1500 and "train_accuracy" not in first
+
+
+# ---- runs that survive a kill ---------------------------------------------------------------
+def _small_fit(tmp_path, **kw):
+    import warnings
+    X, y, _, _ = load_mnist(normalize=True)
+    clf = FenchelClassifier(batch_size=250, max_iter_x=5, max_iter_w=5, checkpoint_dir=str(tmp_path), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clf.fit(X.reshape(len(X), -1)[:500], y[:500])
+
+
+def test_resuming_with_other_settings_is_refused_naming_the_mismatch(tmp_path):
+    _small_fit(tmp_path)
+    with pytest.raises(InputError, match=r"was made with seed=0.*this run has seed=1"):
+        _small_fit(tmp_path, seed=1)
+
+
+def test_a_truncated_checkpoint_gives_a_named_error(tmp_path):
+    _small_fit(tmp_path)
+    npz = next(tmp_path.glob("weights-*.npz"))
+    npz.write_bytes(npz.read_bytes()[:200])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        _small_fit(tmp_path)
