@@ -23,7 +23,9 @@ def test_readme_main_command_trains_and_prints_the_documented_accuracy(tmp_path)
     documented = re.search(r"final test accuracy \*\*(0\.\d{4})\*\* on the subset", README).group(1)
     p = run("train", cwd=tmp_path)  # as written: no arguments, in a fresh folder
     assert p.returncode == 0, p.stderr[-2000:]
-    assert f"final test accuracy: {documented}" in p.stdout
+    printed = float(re.search(r"final test accuracy: (0\.\d{4})", p.stdout).group(1))
+    # float32 BLAS kernels differ between CPUs: a few of the 2,000 test images may flip
+    assert abs(printed - float(documented)) <= 0.005, (printed, documented)
     assert (tmp_path / "runs/train/history.json").exists()
     again = run("train", "--quiet", cwd=tmp_path)  # a second run never clobbers the first
     assert again.returncode == 0 and "history in runs/train-2" in again.stdout
