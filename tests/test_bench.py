@@ -26,11 +26,13 @@ pytest.importorskip("torch")
 #: MLP 784-300-10, original preset, batch 500: 269 (X1 81, W1 36, W0 145, other 7; the count
 #: follows the inner iterations, so it depends on the batch: docs/results/bench/mlp, on full MNIST,
 #: has 266 with X1 78).
-#: +1 per batch since the trainer records the batch's accuracy before its update (issue 13).
-MLP_SYNC_BOUND = 270
+#: +1 per batch since the trainer records the batch's accuracy before its update (issue 13): 270.
+#: The bounds leave 5% for inner-iteration counts that differ by a few between CPUs (float32
+#: rounding in other BLAS kernels); they still catch any real growth.
+MLP_SYNC_BOUND = 284
 #: The small LeNet-like network of :func:`_lenet_like` (conv, pool+conv, pool+flatten+dense,
 #: dense), batch 100: 633 (X3 93, X2 46, X1 36, W3 192, W2 95, W1 77, W0 83, other 11).
-LENET_LIKE_SYNC_BOUND = 634
+LENET_LIKE_SYNC_BOUND = 666
 
 
 @pytest.fixture(scope="module")
