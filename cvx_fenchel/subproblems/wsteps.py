@@ -11,6 +11,7 @@ form); how the problem is solved is a strategy object (:mod:`.strategies`) chose
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from typing import ClassVar
@@ -206,9 +207,11 @@ abla f(x)\|^2 / (2\mu)`: ``converged`` needs this bound, relative
         if mu <= 0:
             return dataclasses.replace(r, note="" if not r.converged else
                                        "KKT residual only (rho + gamma = 0: no strong-convexity bound)")
+        # the residual is ||g|| / L / max(1, ||x||) (a plain gradient step): no second gradient
         xp = self.xp
-        g2 = sum(float(xp.vdot(a.ravel(), a.ravel())) for a in self.grad(r.x))
-        gap = g2 / (2.0 * mu) / max(1.0, abs(float(r.objective)))
+        x_norm = math.sqrt(sum(float(xp.vdot(a.ravel(), a.ravel())) for a in r.x))
+        g_norm = float(r.residual) * self.lipschitz * max(1.0, x_norm)
+        gap = g_norm * g_norm / (2.0 * mu) / max(1.0, abs(float(r.objective)))
         ok = bool(r.converged and gap <= tol)
         note = "" if ok else (f"certified gap bound {gap:.3g} > tol {tol:.3g} (||grad f||^2 / (2 mu), "
                               f"mu = 2(rho + gamma) = {mu:.3g})" if r.converged else r.note)
