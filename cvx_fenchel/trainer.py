@@ -109,11 +109,13 @@ class BCDTrainer:
             raise InputError("no batch loaded; call init_batch(X0, Y) first")
         return self.network.relaxed_objective(st.Xs, st.Y, st.weights, st.W0, parts=parts)
 
-    def _pass(self, y: Any, t0: float) -> dict:
+    def _pass(self, y: Any, t0: float, fed_forward: bool = False) -> dict:
         st = self.state
         before = None
         if y is not None:  # the batch's accuracy before its update: an honest running estimate
-            O = self.network.forward(st.Xs[0], st.weights)
+            # after init_batch the X are the feed-forward values: only the output layer is left
+            O = self.network.pre_activation(self.network.L, st.Xs[-1], st.weights) if fed_forward \
+                else self.network.forward(st.Xs[0], st.weights)
             before = float(self.xp.mean((self.xp.argmax(O, axis=1) == y).astype(self.xp.float64)))
         res = bcd.bcd_pass(self.network, self.config, st.weights, st.Xs, st.Y, st.W0, st.adam)
         st.weights, st.Xs, st.adam = res.weights, res.Xs, res.adam
@@ -128,7 +130,7 @@ class BCDTrainer:
         """Algorithm 2 on one batch: :meth:`init_batch` then ``K`` sweeps; returns its record."""
         t0 = time.perf_counter()
         self.init_batch(X0, Y)
-        return self._pass(y, t0)
+        return self._pass(y, t0, fed_forward=True)
 
     def full_sweep(self, X: Any, Y: Any, y: Any = None) -> dict:
         """Algorithm 1: ``X`` from feed-forward on the first call (or as checkpointed), then
