@@ -66,6 +66,7 @@ from .activations import Activation, get_activation
 from .backend import check_array, check_scalar, get_namespace, resolve_dtype
 from .errors import InputError, UnknownNameError
 from .losses import Loss, get_loss
+from .ridge import Ridge
 
 __all__ = ["Layer", "LiftedLayer", "Network", "dense_layers", "lenet5_layers", "architecture",
            "make_network", "is_lenet5", "HYPER_PARAMETERS"]
@@ -461,12 +462,8 @@ class Network:
         """``sum_l rho_l(||W_l||^2 + ||b_l||^2) + gamma_l(||W_l - W0_l||^2 + ||b_l - b0_l||^2)``."""
         total = 0.0
         for ly, (W, b) in zip(self.layers, weights):
-            xp, _ = get_namespace(W)
-            if ly.rho:
-                total += ly.rho * float(xp.sum(W * W) + xp.sum(b * b))
-            if ly.gamma and W0 is not None:
-                W0l, b0l = W0[ly.index]
-                total += ly.gamma * float(xp.sum((W - W0l) ** 2) + xp.sum((b - b0l) ** 2))
+            c0, d0 = W0[ly.index] if W0 is not None else (None, None)
+            total += Ridge(ly.rho, ly.gamma if W0 is not None else 0.0, c0, d0).value(W, b)
         return total
 
     def relaxed_objective(self, Xs: Sequence, Y: Any, weights: Sequence,
