@@ -9,6 +9,12 @@
 Both are written atomically, the JSON last, so a run killed at any moment leaves the previous
 checkpoint or the new one, never a mix. :func:`load_checkpoint` also reads the format of earlier
 versions (``"settings"`` instead of ``"config"``).
+
+A checkpoint that cannot be read (a truncated or corrupt ``state.json`` or npz) raises
+:class:`CheckpointError`, an :class:`~cvx_fenchel.errors.InputError` naming the file, never a raw
+``BadZipFile``/``JSONDecodeError``. Resuming checks the run's settings first
+(:func:`config_mismatch`, :func:`check_resumable`): a run continues only with the config it
+started with (``epochs`` may grow; ``backend`` may change).
 """
 
 from __future__ import annotations
@@ -30,10 +36,30 @@ from .errors import InputError
 from .history import History, atomic_write_bytes
 from .network import Network
 
-__all__ = ["save_checkpoint", "load_checkpoint", "STATE_FILE", "FORMAT"]
+__all__ = [
+    "FORMAT",
+    "FREE_FIELDS",
+    "STATE_FILE",
+    "CheckpointError",
+    "check_resumable",
+    "clear_checkpoint",
+    "config_mismatch",
+    "has_checkpoint",
+    "load_checkpoint",
+    "position",
+    "read_state",
+    "save_checkpoint",
+]
 
 STATE_FILE = "state.json"
 FORMAT = 2
+#: Config fields a resumed run may change: ``epochs`` (train further), ``backend`` (NumPy/CuPy)
+#: and the provenance ``overrides`` (the values themselves are compared).
+FREE_FIELDS = ("epochs", "backend", "overrides")
+
+
+class CheckpointError(InputError):
+    """A checkpoint folder holds no checkpoint, or one that is truncated or corrupt."""
 
 
 def _json_default(o: Any) -> Any:
@@ -82,23 +108,99 @@ def save_checkpoint(directory: str | os.PathLike, network: Network, config: Trai
     return d / npz_name
 
 
+def has_checkpoint(directory: str | os.PathLike | None) -> bool:
+    """Whether ``directory`` holds a checkpoint (its ``state.json``), readable or not."""
+    return directory is not None and (Path(directory) / STATE_FILE).is_file()
+
+
+def read_state(directory: str | os.PathLike) -> dict:
+    """The ``state.json`` document of the checkpoint in ``directory`` (no arrays read): ``config``
+    (or ``settings``), ``network``, ``epoch`` (epochs done), ``batch`` (batches of the next epoch
+    done), ``npz``, ``history``. :class:`CheckpointError` when there is none or it is unreadable."""
+    d = Path(directory)
+    if not has_checkpoint(d):
+        raise CheckpointError(f"no checkpoint in {d} (no {STATE_FILE})")
+    try:
+        doc = json.loads((d / STATE_FILE).read_text())
+        if not isinstance(doc, dict) or not {"npz", "epoch", "batch", "network"} <= set(doc):
+            raise ValueError("keys npz, epoch, batch, network missing")
+        int(doc["epoch"]), int(doc["batch"])
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint in {d} is corrupt or truncated ({STATE_FILE}: "
+                              f"{type(exc).__name__}: {exc}); delete the folder or use another "
+                              "one") from None
+    return doc
+
+
+def position(doc: dict) -> tuple[int, int]:
+    """``(epochs done, batches of the next epoch done)`` of a :func:`read_state` document."""
+    return int(doc["epoch"]), int(doc["batch"])
+
+
+def clear_checkpoint(directory: str | os.PathLike) -> None:
+    """Remove the checkpoint files of ``directory`` (``state.json``, ``weights-*.npz``, leftover
+    temporary files), never anything else."""
+    d = Path(directory)
+    for f in [d / STATE_FILE, *d.glob("weights-*.npz"), *d.glob(".tmp-*")]:
+        try:
+            f.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _fmt(v: Any) -> str:
+    return repr(tuple(v) if isinstance(v, list) else v)
+
+
+def config_mismatch(was: TrainConfig, now: TrainConfig) -> list[str]:
+    """The config fields (other than :data:`FREE_FIELDS`) in which ``now`` differs from ``was``."""
+    a, b = was.to_dict(), now.to_dict()
+    return [k for k in b if k not in FREE_FIELDS and a.get(k) != b[k]]
+
+
+def check_resumable(directory: str | os.PathLike, config: TrainConfig, was: TrainConfig | None = None,
+                    *, hint: str = "use another checkpoint_dir") -> None:
+    """Raise :class:`CheckpointError` naming every field in which ``config`` differs from the
+    config of the checkpoint in ``directory`` (or ``was``, when given)."""
+    if was is None:
+        doc = read_state(directory)
+        if "config" not in doc:
+            return  # format 1: compared by network only (load_checkpoint)
+        was = TrainConfig.from_dict(doc["config"])
+    bad = config_mismatch(was, config)
+    if bad:
+        a, b = was.to_dict(), config.to_dict()
+        raise CheckpointError(
+            f"cannot resume the run in {directory}: it was made with "
+            f"{', '.join(f'{k}={_fmt(a.get(k))}' for k in bad)}; this run has "
+            f"{', '.join(f'{k}={_fmt(b[k])}' for k in bad)}. Resume with the same settings, or "
+            f"{hint}")
+
+
 def load_checkpoint(directory: str | os.PathLike, *, xp: Any = np, network: Network | None = None
                     ) -> tuple[Network, TrainConfig, TrainState, History]:
     """``(network, config, state, history)`` of the checkpoint in ``directory``. For Algorithm 1
     ``state.Xs`` is ``[None, X_1, ..., X_L]`` (the data ``X_0`` is not stored).
 
-    Raises InputError when the folder holds no readable checkpoint."""
+    Raises :class:`CheckpointError` when the folder holds no readable checkpoint."""
     d = Path(directory)
-    try:
-        doc = json.loads((d / STATE_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"no readable checkpoint in {d} ({type(exc).__name__}: {exc})") from None
+    doc = read_state(d)
     try:  # read every array now: a truncated npz fails here with a named error, not later
         with np.load(d / doc["npz"], allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise InputError(f"the checkpoint in {d} is corrupt or truncated ({doc.get('npz')}: "
-                         f"{type(exc).__name__}: {exc}); delete the folder or use another one") from None
+        raise CheckpointError(f"the checkpoint in {d} is corrupt or truncated ({doc.get('npz')}: "
+                              f"{type(exc).__name__}: {exc}); delete the folder or use another "
+                              "one") from None
+    try:
+        return _restore(doc, arrays, xp, network)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"the checkpoint in {d} is corrupt or incomplete ({type(exc).__name__}: "
+                              f"{exc}); delete the folder or use another one") from None
+
+
+def _restore(doc: dict, arrays: dict, xp: Any, network: Network | None
+             ) -> tuple[Network, TrainConfig, TrainState, History]:
     net = network if network is not None else Network.from_dict(doc["network"])
     if "config" in doc:
         config = TrainConfig.from_dict(doc["config"])

@@ -26,7 +26,7 @@ import sys
 
 from .errors import CvxFenchelError, UnknownNameError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,11 +52,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiments import OPTIONS, fresh_folder, train
+    from .experiments import OPTIONS, fresh_folder, resumable_folder, train
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
-    out = args.out if args.out is not None else fresh_folder("runs/train")
+    out = args.out
+    if out is None:
+        out = resumable_folder("runs/train") if args.resume else fresh_folder("runs/train")
     train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
-          quiet=args.quiet, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
+          quiet=args.quiet, overwrite=args.overwrite, resume=args.resume,
+          log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -135,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (default: runs/train, or runs/train-2, -3, ... when taken); "
                         "one holding an earlier run is refused unless --overwrite")
     s.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the killed run of --out (default: the last runs/train[-N] holding "
+                        "a checkpoint) from its checkpoint, with the options it was started with; "
+                        "flags given must agree (--epochs may grow)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or warnings")
     g = s.add_argument_group("every model (left out: the preset's or the model's default)")
     g.add_argument("--arch", default=None, help="'784-300-10' (default; any a-b-..-k) or 'lenet5'")
@@ -170,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--predict-rule", default=None, choices=C.PREDICT_RULES,
                    help="feed-forward prediction or the lifted rule (minimise the relaxed "
                         "objective over a test batch's hidden variables)")
-    g.add_argument("--checkpoint-dir", default=None, help="save/resume checkpoints here")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="checkpoint after every N batches and at every epoch's end (0: epoch ends "
+                        "only), into --checkpoint-dir (default OUT/checkpoints); see --resume")
+    g.add_argument("--checkpoint-dir", default=None,
+                   help="checkpoint folder (default OUT/checkpoints with --checkpoint-every; "
+                        "without it: at epoch ends only)")
     s.set_defaults(func=cmd_train)
 
     from .reproduce import FIGURES

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backend import check_array, check_int, get_backend, to_numpy
 from .bcd import predict_lifted
-from .checkpoint import STATE_FILE
+from .checkpoint import CheckpointError, check_resumable, has_checkpoint
 from .config import TrainConfig, preset
 from .datasets import one_hot
 from .errors import InputError
@@ -27,7 +26,7 @@ from .losses import softmax
 from .network import Network
 from .trainer import BCDTrainer
 
-__all__ = ["FenchelClassifier", "CONFIG_PARAMS"]
+__all__ = ["CONFIG_PARAMS", "FenchelClassifier"]
 
 #: The estimator parameters that are :class:`~cvx_fenchel.config.TrainConfig` fields.
 CONFIG_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig)
@@ -78,7 +77,7 @@ class FenchelClassifier:
                  max_iter_x: int | None = None, max_iter_w: int | None = None,
                  dtype: str | None = None, backend: str | None = None, seed: int | None = None,
                  predict_rule: str | None = None, verbose: bool = False,
-                 checkpoint_dir: str | None = None):
+                 checkpoint_dir: str | None = None, checkpoint_every: int | None = None):
         self.settings = settings
         self.arch = arch
         self.loss = loss
@@ -104,12 +103,14 @@ class FenchelClassifier:
         self.predict_rule = predict_rule
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # ---- parameters ---------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in ("settings",) + CONFIG_PARAMS + ("verbose", "checkpoint_dir")}
+        return {k: getattr(self, k) for k in ("settings",) + CONFIG_PARAMS + ("verbose", "checkpoint_dir",
+                                                                      "checkpoint_every")}
 
-    def set_params(self, **params: Any) -> "FenchelClassifier":
+    def set_params(self, **params: Any) -> FenchelClassifier:
         for k, v in params.items():
             if k not in self.get_params():
                 raise InputError(f"unknown parameter {k!r} of FenchelClassifier")
@@ -166,7 +167,7 @@ class FenchelClassifier:
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, X_test: Any = None, y_test: Any = None,
-            epochs: int | None = None) -> "FenchelClassifier":
+            epochs: int | None = None) -> FenchelClassifier:
         """Train from scratch (or resume from ``checkpoint_dir`` when it holds a checkpoint of the
         same network); ``epochs`` overrides the config's. Returns ``self``."""
         shape = np.shape(X)
@@ -187,19 +188,17 @@ class FenchelClassifier:
             X_test = self._prepare_X(X_test, net, "X_test")
             y_test = self._prepare_y(y_test, X_test.shape[0], net.n_outputs, "y_test")
         trainer = None
-        if self.checkpoint_dir is not None and (Path(self.checkpoint_dir) / STATE_FILE).is_file():
+        self.resumed_from_ = None
+        if has_checkpoint(self.checkpoint_dir):
+            # the run must continue with the settings it started with (epochs may grow)
+            check_resumable(self.checkpoint_dir, config)
             trainer = BCDTrainer.load(self.checkpoint_dir, xp=xp)
             if trainer.network.to_dict() != net.to_dict():
-                raise InputError(f"checkpoint in {self.checkpoint_dir} is for a different network; "
-                                 "use another checkpoint_dir")
-            # the run must continue with the settings it started with (epochs may grow)
-            was, now = trainer.config.to_dict(), config.to_dict()
-            bad = [k for k in now if k not in ("epochs", "backend", "overrides") and was.get(k) != now[k]]
-            if bad:
-                raise InputError(f"checkpoint in {self.checkpoint_dir} was made with "
-                                 f"{', '.join(f'{k}={was.get(k)!r}' for k in bad)}; this run has "
-                                 f"{', '.join(f'{k}={now[k]!r}' for k in bad)}: resume with the same "
-                                 "settings or use another checkpoint_dir")
+                raise CheckpointError(f"checkpoint in {self.checkpoint_dir} is for a different "
+                                      "network; use another checkpoint_dir")
+            self.resumed_from_ = (trainer.epoch, trainer.batch)
+            trainer.history.meta.setdefault("resumed_at", []).append(
+                {"epoch": trainer.epoch, "batch": trainer.batch})
             if self.verbose:
                 print(f"resuming from {self.checkpoint_dir}: epoch {trainer.epoch + 1}, batch "
                       f"{trainer.batch + 1}", flush=True)
@@ -213,7 +212,7 @@ class FenchelClassifier:
         return self
 
     def partial_fit(self, X: Any, y: Any, *, X_test: Any = None, y_test: Any = None,
-                    epochs: int = 1) -> "FenchelClassifier":
+                    epochs: int = 1) -> FenchelClassifier:
         """Train ``epochs`` more epochs (default 1) on ``(X, y)``, continuing from the current weights
         (a first call behaves as ``fit(X, y, epochs=epochs)``)."""
         epochs = check_int(epochs, "epochs", 0)
@@ -234,7 +233,7 @@ class FenchelClassifier:
                                 "backend": tr.xp.__name__})
         tr.fit(X, one_hot(y, net.n_outputs, dtype=net.dtype), y, epochs=total_epochs,
                X_test=X_test, y_test=y_test, checkpoint_dir=self.checkpoint_dir,
-               verbose=bool(self.verbose))
+               checkpoint_every=self.checkpoint_every or 0, verbose=bool(self.verbose))
         self.history_: History = tr.history
 
     # ---- prediction ---------------------------------------------------------------------------

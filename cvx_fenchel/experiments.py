@@ -15,41 +15,64 @@ option and the model (never silently ignored).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from .backend import check_int
 from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
-from .history import History
+from .history import History, atomic_write_bytes
 
-__all__ = ["train", "check_out", "fresh_folder", "build_model", "missing_requirements", "fenchel_config", "load_data", "command_line", "MODELS",
-           "DATASETS", "OPTIONS"]
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "OPTIONS",
+    "RUN_FILE",
+    "build_model",
+    "check_out",
+    "checkpoint_folder",
+    "command_line",
+    "fenchel_config",
+    "fresh_folder",
+    "load_data",
+    "missing_requirements",
+    "resumable_folder",
+    "train",
+]
 
 DATASETS = ("mnist", "cifar10")
 
 #: Options of :func:`train` (the ``cvx-fenchel train`` flags, without dashes).
 OPTIONS = ("arch", "loss", "epochs", "batch_size", "backend", "seed", "dtype", "settings", "lam",
            "rho", "gamma", "coef", "K", "w_first", "algorithm", "w_step", "optimizer", "lr",
-           "tol_x", "tol_w", "max_iter_x", "max_iter_w", "predict_rule", "checkpoint_dir")
+           "tol_x", "tol_w", "max_iter_x", "max_iter_w", "predict_rule", "checkpoint_dir",
+           "checkpoint_every")
+#: Options of a run that are not :class:`TrainConfig` fields.
+_RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose")
 _COMMON = ("arch", "loss", "epochs", "seed", "dtype")
 
 
 def fenchel_config(options: dict) -> TrainConfig:
     """The :class:`TrainConfig` of ``options`` (``settings`` names the preset, default ``auto``)."""
-    opts = {k: v for k, v in options.items() if k not in ("checkpoint_dir", "settings", "verbose")}
+    opts = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
     return preset(options.get("settings") or "auto", **opts)
 
 
 def _fenchel(opts: dict, verbose: bool) -> Any:
     from .estimator import FenchelClassifier
     cfg = fenchel_config(opts)
+    # arch and batch size explicit: the command line never infers them from the data
     return FenchelClassifier(settings=cfg.preset, **{k: v for k, v in opts.items()
-                                                     if k not in ("settings", "checkpoint_dir")},
-                             verbose=verbose, checkpoint_dir=opts.get("checkpoint_dir"))
+                                                     if k not in _RUN_OPTIONS + ("arch", "batch_size")},
+                             arch=cfg.arch, batch_size=cfg.batch_size, verbose=verbose,
+                             checkpoint_dir=opts.get("checkpoint_dir"),
+                             checkpoint_every=opts.get("checkpoint_every"))
 
 
 def _hidden(arch: str) -> tuple[int, ...]:
@@ -185,15 +208,39 @@ def command_line(model: str, options: dict | None = None, *, dataset: str = "mni
     return argv + (["--out", str(out)] if out is not None else [])
 
 
+def _runs(base: Path):
+    """``base``, ``base-2``, ``base-3``, ... while they exist (the first always)."""
+    yield base
+    k = 2
+    while (out := base.with_name(f"{base.name}-{k}")).exists():
+        yield out
+        k += 1
+
+
+def _holds_run(out: Path) -> bool:
+    return (out / "history.json").exists() or (out / "checkpoints" / "state.json").exists()
+
+
 def fresh_folder(base: str | Path) -> Path:
     """``base`` if it holds no run, else the first of ``base-2``, ``base-3``, ... that holds none
-    (the default output folder of ``cvx-fenchel train``, so a second run never clobbers the first)."""
+    (the default output folder of ``cvx-fenchel train``, so a second run never clobbers the
+    first). A folder holding a checkpoint (``checkpoints/state.json``) holds a run."""
     base = Path(base)
     out, k = base, 1
-    while (out / "history.json").exists():
+    while _holds_run(out):
         k += 1
         out = base.with_name(f"{base.name}-{k}")
     return out
+
+
+def resumable_folder(base: str | Path) -> Path:
+    """The last of ``base``, ``base-2``, ... holding a checkpoint (``checkpoints/state.json``): the
+    default ``--out`` of ``cvx-fenchel train --resume``."""
+    found = [out for out in _runs(Path(base)) if (out / "checkpoints" / "state.json").exists()]
+    if not found:
+        raise InputError(f"nothing to resume: no {Path(base)}[-N] folder holds a checkpoint "
+                         "(checkpoints/state.json); give the run's folder with --out")
+    return found[-1]
 
 
 def check_out(out: str | Path, *, overwrite: bool = False) -> Path:
@@ -217,9 +264,66 @@ def check_out(out: str | Path, *, overwrite: bool = False) -> Path:
     return out
 
 
+#: The file in a checkpoint folder recording the run's model, options and data (for ``--resume``).
+RUN_FILE = "run.json"
+
+
+def checkpoint_folder(model: str, options: dict, out: str | Path, resume: bool = False) -> Path | None:
+    """Where a run keeps its checkpoints: ``options["checkpoint_dir"]``, else ``OUT/checkpoints``
+    for a Fenchel run with ``checkpoint_every`` (or resumed), else None (no checkpoints)."""
+    if options.get("checkpoint_dir") is not None:
+        return Path(options["checkpoint_dir"])
+    if model == "fenchel" and (options.get("checkpoint_every") is not None or resume):
+        return Path(out) / "checkpoints"
+    return None
+
+
+def _resume_options(model: str, opts: dict, ckdir: Path, dataset: str, data_dir: str | None,
+                    out: Path) -> dict:
+    """The options of the run to resume in ``ckdir``: those recorded in its ``run.json``, updated
+    by the ones given now; errors when there is nothing to resume or the data differ."""
+    from .checkpoint import has_checkpoint, read_state
+    if model != "fenchel":
+        raise InputError(f"--resume applies to --model fenchel only (model {model} writes no checkpoints)")
+    if not has_checkpoint(ckdir):
+        where = f"--out {out} does not exist" if not out.exists() else f"{ckdir} holds no checkpoint"
+        raise InputError(f"nothing to resume: {where}; start the run without --resume "
+                         "(with --checkpoint-every N to make it resumable)")
+    read_state(ckdir)  # a corrupt state.json: the named error now, before anything else
+    try:
+        run = json.loads((ckdir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return opts  # a checkpoint made by the Python API: every setting must be given again
+    for key, now in (("model", model), ("dataset", dataset), ("data_dir", data_dir)):
+        if run.get(key) != now:
+            raise InputError(f"cannot resume the run in {out}: it was made with {key}="
+                             f"{run.get(key)!r}; this run has {key}={now!r}")
+    return {**run.get("options", {}), **opts}
+
+
+def _earlier_checkpoint(ckdir: Path | None, out: Path, overwrite: bool) -> None:
+    """Without ``--resume``: refuse a folder holding an earlier run's checkpoint (the given
+    checkpoint folder or ``OUT/checkpoints``) unless ``overwrite``, which removes it."""
+    from .checkpoint import clear_checkpoint, has_checkpoint, position, read_state
+    for d in dict.fromkeys(x for x in (ckdir, out / "checkpoints") if x is not None):
+        if not has_checkpoint(d):
+            continue
+        if overwrite:
+            clear_checkpoint(d)
+            continue
+        try:
+            e, b = position(read_state(d))
+            where = f" (checkpointed after batch {b} of epoch {e + 1})" if b else \
+                f" (checkpointed after epoch {e})"
+        except InputError:
+            where = " (unreadable)"
+        raise InputError(f"{d} holds the checkpoint of an earlier run{where}; pass --resume to "
+                         "continue it, or --overwrite to start over")
+
+
 def train(model: str = "fenchel", options: dict | None = None, *, dataset: str = "mnist",
           data_dir: str | None = None, out: str | Path = "runs/train", quiet: bool = False,
-          overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
+          overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train ``model`` with ``options`` and write ``OUT/history.json`` and ``OUT/history.png``.
 
     ``options``: the ``cvx-fenchel train`` flags given (:data:`OPTIONS`, ``None`` values
@@ -227,35 +331,75 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     warnings. ``log``: where the header and the final line go. ``out`` is checked before any
     work (:func:`check_out`): a folder holding an earlier run is refused unless ``overwrite``.
 
+    Checkpoints (Fenchel): with ``checkpoint_every = N`` the run checkpoints after every ``N``
+    batches and at every epoch's end (``0``: at epoch ends only) into ``checkpoint_dir``, default
+    ``OUT/checkpoints`` (:func:`checkpoint_folder`), and records its options and data there
+    (``run.json``). ``resume``: continue the run of ``OUT`` from its checkpoint, with the options
+    it was started with updated by those given now (``epochs`` may grow; any other config field
+    that differs is refused, naming it); one line says where it resumes. A folder holding an
+    earlier run's checkpoint is refused without ``resume`` unless ``overwrite`` (which removes it).
+
     Returns ``{"model", "history" (History), "test_accuracy", "rule", "seconds", "out",
-    "config" (TrainConfig or None)}``; ``test_accuracy`` is the last epoch's (feed-forward rule),
-    or the score by ``predict_rule`` when that is ``lifted``.
+    "config" (TrainConfig or None), "resumed_from" ((epoch, batch) or None)}``;
+    ``test_accuracy`` is the last epoch's (feed-forward rule), or the score by ``predict_rule``
+    when that is ``lifted``.
     """
+    from .checkpoint import check_resumable, position, read_state
     opts = _check_options(model, options or {})
     if dataset not in DATASETS:
         raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
-    out = check_out(out, overwrite=overwrite)
+    if "checkpoint_every" in opts:
+        opts["checkpoint_every"] = check_int(opts["checkpoint_every"], "checkpoint_every", 0)
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one")
+    ckdir = checkpoint_folder(model, opts, out, resume)
+    if resume:
+        opts = _resume_options(model, opts, ckdir, dataset, data_dir, Path(out))
+    out = check_out(out, overwrite=overwrite or resume)
+    if not resume:
+        _earlier_checkpoint(ckdir, out, overwrite)
+    if ckdir is not None:
+        opts = {**opts, "checkpoint_dir": str(ckdir)}
     arch = opts.get("arch", "784-300-10")
-    config = fenchel_config(opts) if model == "fenchel" else None
+    config = None
+    if model == "fenchel":
+        config = fenchel_config({**opts, "in_channels": 3} if dataset == "cifar10" else opts)
     est = build_model(model, opts, verbose=not quiet)
+    resumed_from, seconds_before = None, 0.0
+    if resume:
+        check_resumable(ckdir, config, hint="start over with --overwrite")
+        doc = read_state(ckdir)
+        resumed_from = position(doc)
+        seconds_before = float(sum(r.get("time") or 0.0 for r in doc.get("history", {}).get("batches", [])))
+    elif ckdir is not None:
+        atomic_write_bytes(ckdir / RUN_FILE, json.dumps(
+            {"model": model, "options": {k: v for k, v in opts.items() if k != "checkpoint_dir"},
+             "dataset": dataset, "data_dir": data_dir}, indent=1).encode())
     Xtr, ytr, Xte, yte = load_data(dataset, data_dir, arch)
     loss = config.loss if config is not None else getattr(est, "loss", opts.get("loss", "mse"))
     log(f"training {model} {arch} ({loss}) on {dataset} [{data_dir or 'embedded MNIST subset'}]: "
         f"{len(Xtr)} train / {len(Xte)} test samples")
     if config is not None:
         log(describe(config))
+    if resumed_from is not None:
+        e, b = resumed_from
+        where = f"epoch {e + 1}, batch {b + 1}" if e < config.epochs else \
+            f"the end (all {config.epochs} epochs done; writing the results)"
+        log(f"resuming {out} from its checkpoint in {ckdir} at {where}")
     sys.stdout.flush()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
         est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + seconds_before
     hist: History = est.history_
     if hist.meta.get("model") not in (None, model):
         hist.meta["estimator"] = hist.meta["model"]
-    hist.meta.update({"model": model, "options": dict(opts), "dataset": dataset,
-                      "data_dir": data_dir, "command": command_line(model, opts, dataset=dataset,
+    run_opts = {k: v for k, v in opts.items() if not (k == "checkpoint_dir" and ckdir is not None
+                                                      and (options or {}).get("checkpoint_dir") is None)}
+    hist.meta.update({"model": model, "options": run_opts, "dataset": dataset,
+                      "data_dir": data_dir, "command": command_line(model, run_opts, dataset=dataset,
                                                                     data_dir=data_dir, out=str(out)),
                       "train_seconds": seconds})
     acc = hist.last.get("test_accuracy")  # the feed-forward rule, per epoch
@@ -266,9 +410,9 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     hist.save(out / "history.json")
     try:
         hist.plot(out / "history.png", title=f"{model} {arch} on {dataset}")
-    except Exception as exc:  # plotting must not lose a finished run
+    except Exception as exc:  # noqa: BLE001 (plotting must not lose a finished run)
         print(f"warning: could not plot history ({type(exc).__name__}: {exc})", file=sys.stderr)
     log(f"final test accuracy: {acc:.4f}{'' if rule == 'feedforward' else f' ({rule} rule)'}  "
         f"({seconds:.1f} s training; history in {out})")
     return {"model": model, "history": hist, "test_accuracy": acc, "rule": rule,
-            "seconds": seconds, "out": out, "config": config}
+            "seconds": seconds, "out": out, "config": config, "resumed_from": resumed_from}

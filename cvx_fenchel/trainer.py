@@ -33,7 +33,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from .errors import ConvergenceWarning, CvxFenchelError, InputError
 from .history import History
 from .network import Network
 
-__all__ = ["BCDTrainer", "predict_lifted", "lower_bound", "lower_bound_curve", "STATE_FILE"]
+__all__ = ["STATE_FILE", "BCDTrainer", "lower_bound", "lower_bound_curve", "predict_lifted"]
 
 
 class BCDTrainer:
@@ -154,7 +155,7 @@ class BCDTrainer:
     def fit(self, X: Any, Y: Any, y: Any = None, *, epochs: int | None = None, X_test: Any = None,
             y_test: Any = None, checkpoint_dir: str | os.PathLike | None = None,
             checkpoint_every: int = 0, verbose: bool = False,
-            callback: Callable[["BCDTrainer", dict], None] | None = None) -> History:
+            callback: Callable[[BCDTrainer, dict], None] | None = None) -> History:
         """Train until ``epochs`` epochs (default ``config.epochs``) are done in total, continuing
         from :attr:`epoch`/:attr:`batch`.
 
@@ -179,6 +180,10 @@ class BCDTrainer:
             X_test, y_test = net.check_input(X_test, "X_test", xp=xp), xp.asarray(y_test)
         batch_size = n if cfg.algorithm == "full" else cfg.batch_size
         n_batches = -(-n // batch_size)
+        was_n = self.history.meta.get("n_train")
+        if st.batch > 0 and was_n is not None and int(was_n) != n:
+            raise InputError(f"the run stopped after batch {st.batch} of epoch {st.epoch + 1} on "
+                             f"{was_n} training samples; continue it on the same data (got {n})")
         self.history.meta.update({"batch_size": batch_size, "n_train": int(n), "epochs": epochs})
         bar = None
         if verbose:
@@ -265,7 +270,7 @@ class BCDTrainer:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, xp: Any = np,
-             network: Network | None = None) -> "BCDTrainer":
+             network: Network | None = None) -> BCDTrainer:
         """Rebuild a trainer from :meth:`save`'s files; training continues where it stopped."""
         net, config, state, history = load_checkpoint(directory, xp=xp, network=network)
         tr = cls(net, config, weights=state.weights, xp=xp)
