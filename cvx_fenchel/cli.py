@@ -107,11 +107,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.dry_run:
         import shlex
         for argv in commands(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out,
-                             seed=args.seed, backend=args.backend, models=args.models):
+                             seed=args.seed, backend=args.backend, models=args.models,
+                             checkpoint_every=args.checkpoint_every):
             print("cvx-fenchel " + shlex.join(argv))
         return 0
     reproduce(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out, seed=args.seed,
-              backend=args.backend, models=args.models, quiet=args.quiet)
+              backend=args.backend, models=args.models, quiet=args.quiet, resume=args.resume,
+              checkpoint_every=args.checkpoint_every)
     return 0
 
 
@@ -197,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
     s.add_argument("--out", default="runs/reproduce")
     s.add_argument("--dry-run", action="store_true", help="print the train commands only")
+    s.add_argument("--resume", action="store_true",
+                   help="continue a killed reproduce run: models finished with the same command "
+                        "are skipped, a Fenchel run with a checkpoint is resumed, others run again")
+    s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="the Fenchel model also checkpoints every N batches (always: at epoch ends)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_reproduce)
 

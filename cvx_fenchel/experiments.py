@@ -370,8 +370,11 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         check_resumable(ckdir, config, hint="start over with --overwrite")
         doc = read_state(ckdir)
         resumed_from = position(doc)
+        if resumed_from[0] > config.epochs:
+            raise InputError(f"cannot resume the run in {out} with epochs={config.epochs}: it has "
+                             f"done {resumed_from[0]} epochs already (--epochs may grow, not shrink)")
         seconds_before = float(sum(r.get("time") or 0.0 for r in doc.get("history", {}).get("batches", [])))
-    elif ckdir is not None:
+    if ckdir is not None:  # the options of the run (updated by a resume's --epochs)
         atomic_write_bytes(ckdir / RUN_FILE, json.dumps(
             {"model": model, "options": {k: v for k, v in opts.items() if k != "checkpoint_dir"},
              "dataset": dataset, "data_dir": data_dir}, indent=1).encode())

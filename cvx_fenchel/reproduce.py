@@ -15,6 +15,10 @@ then the run writes
   dotted lines.
 
 Every model's requirements (PyTorch for ``sgd``/``adam``) are checked before the first run.
+The Fenchel model checkpoints at every epoch's end (``--checkpoint-every N``: also every ``N``
+batches), so ``cvx-fenchel reproduce FIGURE --resume`` continues a killed run: models that
+finished with the same command are skipped, the Fenchel model resumes from its checkpoint, and a
+baseline that was running starts again (baselines write no checkpoints).
 
 The figures (numbers from ``reference/paper_results.md``):
 
@@ -36,11 +40,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoint import has_checkpoint
 from .errors import InputError, UnknownNameError
 from .experiments import command_line, missing_requirements, train
-from .history import atomic_write_bytes
+from .history import History, atomic_write_bytes
 
-__all__ = ["figure_folder", "data_tag", "FIGURES", "Figure", "Run", "reproduce", "commands"]
+__all__ = ["FIGURES", "Figure", "Run", "commands", "data_tag", "figure_folder", "reproduce"]
 
 
 @dataclass(frozen=True)
@@ -90,17 +95,22 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def _options(fig: Figure, run: Run, *, epochs: int | None, seed: int, backend: str) -> dict:
-    return {"arch": fig.arch, **dict(run.options),
+def _options(fig: Figure, run: Run, *, epochs: int | None, seed: int, backend: str,
+             checkpoint_every: int | None = None) -> dict:
+    opts = {"arch": fig.arch, **dict(run.options),
             "epochs": epochs if epochs is not None else run.epochs, "seed": seed, "backend": backend}
+    if run.model == "fenchel":  # checkpoints at epoch ends (and every N batches): --resume
+        opts["checkpoint_every"] = checkpoint_every or 0
+    return opts
 
 
 def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
              out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
-             models: list[str] | None = None) -> list[list[str]]:
+             models: list[str] | None = None, checkpoint_every: int | None = None) -> list[list[str]]:
     """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure``."""
     fig = _figure(figure)
-    return [command_line(r.model, _options(fig, r, epochs=epochs, seed=seed, backend=backend),
+    return [command_line(r.model, _options(fig, r, epochs=epochs, seed=seed, backend=backend,
+                                           checkpoint_every=checkpoint_every),
                          data_dir=data_dir, out=str(figure_folder(out, figure, data_dir) / r.name))
             for r in _select(fig, models)]
 
@@ -134,12 +144,17 @@ def figure_folder(out: str | Path, figure: str, data_dir: str | None) -> Path:
 
 def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
               out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
-              models: list[str] | None = None, quiet: bool = False) -> dict:
+              models: list[str] | None = None, quiet: bool = False, resume: bool = False,
+              checkpoint_every: int | None = None) -> dict:
     """Run every model of ``figure`` and write ``results.json``, ``results.md``, ``figure.png``
     into :func:`figure_folder` (``OUT/<figure>-subset`` or ``OUT/<figure>-full``).
 
-    Every model's requirements are checked before the first one runs. Returns the results dict
-    (also written to ``results.json``).
+    Every model's requirements are checked before the first one runs. The Fenchel model
+    checkpoints at every epoch's end (and every ``checkpoint_every`` batches) into
+    ``<model>/checkpoints``. ``resume``: continue a killed reproduce run: a model whose
+    ``history.json`` holds a finished run of the same command is skipped (its row is read from
+    it), a Fenchel run with a checkpoint is resumed (``cvx-fenchel train --resume``), any other
+    model runs again. Returns the results dict (also written to ``results.json``).
     """
     fig = _figure(figure)
     runs = _select(fig, models)
@@ -152,14 +167,21 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
           f"results in {outp}", flush=True)
     rows = []
     for run in runs:
-        opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend)
+        opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend,
+                        checkpoint_every=checkpoint_every)
         argv = command_line(run.model, opts, data_dir=data_dir, out=str(outp / run.name))
         print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
-        # re-running a model of a figure replaces its run (that is how --models updates a row)
-        res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet, overwrite=True)
-        hist = res["history"]
+        hist = _finished(outp / run.name, run.model, opts, data_dir) if resume else None
+        if hist is not None:
+            print(f"finished earlier ({outp / run.name / 'history.json'}): skipped", flush=True)
+            seconds = float(hist.meta.get("train_seconds") or 0.0)
+        else:
+            again = resume and run.model == "fenchel" and has_checkpoint(outp / run.name / "checkpoints")
+            # re-running a model of a figure replaces its run (that is how --models updates a row)
+            res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet,
+                        overwrite=not again, resume=again, log=lambda line: print(line, flush=True))
+            hist, seconds = res["history"], float(res["seconds"])
         n_ep = len(hist.epochs)
-        seconds = float(res["seconds"])
         rows.append({"model": run.name, "command": "cvx-fenchel " + shlex.join(argv),
                      "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
                      "test_accuracy_per_epoch": hist.series("test_accuracy"),
@@ -175,6 +197,20 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
     plot(result, outp / "figure.png")
     print("\n" + markdown(result))
     return result
+
+
+def _finished(out: Path, model: str, opts: dict, data_dir: str | None) -> History | None:
+    """The history of a finished run in ``out`` made by the same command, else None."""
+    try:
+        hist = History.load(out / "history.json")
+    except (OSError, ValueError):
+        return None
+    m = hist.meta
+    same = (m.get("model") == model and m.get("data_dir") == data_dir
+            and json.loads(json.dumps(m.get("options"))) == json.loads(json.dumps(opts)))
+    if not same:
+        print(f"note: {out / 'history.json'} holds a run of other options: running it again", flush=True)
+    return hist if same else None
 
 
 def _merge_previous(path: Path, figure: str, fig: Figure, rows: list[dict]) -> list[dict]:
@@ -205,8 +241,8 @@ def _merge_previous(path: Path, figure: str, fig: Figure, rows: list[dict]) -> l
 def markdown(result: dict) -> str:
     """Markdown table of a :func:`reproduce` result."""
     lines = [f"### {result['title']}", "",
-             f"Data: {result['data_dir'] or 'embedded MNIST subset (10,000 train / 2,000 test)'}; "
-             f"seed {result['seed']}; backend {result['backend']}.", "",
+             (f"Data: {result['data_dir'] or 'embedded MNIST subset (10,000 train / 2,000 test)'}; "
+             f"seed {result['seed']}; backend {result['backend']}."), "",
              "| model | data | epochs | test accuracy | paper | s/epoch | command |",
              "|---|---|---|---|---|---|---|"]
     for r in result["runs"]:

@@ -33,11 +33,11 @@ RUN = ["train", "--arch", "196-16-10", "--epochs", "2", "--batch-size", "100", "
 
 def small(dataset, data_dir, arch):
     """``experiments.load_data`` for the tests: a slice of the shipped subset, pooled to 14x14 for
-    the 196-16-10 network; 200 train / 100 test flat images for 784-300-10."""
+    the 196-16-10 network; 1,000 train / 100 test flat images for 784-300-10."""
     from cvx_fenchel.datasets import load_mnist
     X, y, Xt, yt = load_mnist(normalize=True)
     if arch.startswith("784"):
-        return X[:200].reshape(200, -1), y[:200], Xt[:100].reshape(100, -1), yt[:100]
+        return X[:1000].reshape(1000, -1), y[:1000], Xt[:100].reshape(100, -1), yt[:100]
 
     def pool(A):
         return A.reshape(len(A), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(A), -1)
@@ -172,7 +172,7 @@ def test_resume_when_the_run_had_finished_rewrites_the_same_results(tmp_path, ca
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    """A 784-300-10 run (preset original) stopped after 1 of its 2 batches (200 samples)."""
+    """A 784-300-10 run (preset original) stopped in its second batch of 100."""
     out = tmp_path_factory.mktemp("stopped") / "run"
     from cvx_fenchel.history import History
     mp = pytest.MonkeyPatch()
@@ -286,3 +286,41 @@ def test_a_folder_holding_a_checkpoint_is_refused_without_resume_or_overwrite(tm
     assert cli.main(["train", "--resume", "--quiet"]) == 0
     assert "resuming runs/train from" in capsys.readouterr().out
     _same(_result(tmp_path / "runs/train"), reference)
+
+
+def test_reproduce_resume_skips_finished_models_and_resumes_the_fenchel_run(tmp_path, capsys,
+                                                                            monkeypatch):
+    pytest.importorskip("torch")
+    from cvx_fenchel.history import History
+    argv = ["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "fenchel", "--quiet",
+            "--backend", "numpy"]
+    assert cli.main([*argv[:-5], "fenchel", "--quiet", "--backend", "numpy", "--out",
+                     str(tmp_path / "straight")]) == 0
+    log_batch = History.log_batch
+
+    def interrupt(self, **rec):  # the Fenchel run: after its epoch-1 checkpoint
+        log_batch(self, **rec)
+        if "relaxed_objective" in rec and (rec["epoch"], rec["batch"]) == (2, 1):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(History, "log_batch", interrupt)
+    assert cli.main([*argv, "--out", str(tmp_path / "killed")]) == 130
+    monkeypatch.setattr(History, "log_batch", log_batch)
+    fig = tmp_path / "killed" / "fig2-subset"
+    sgd = (fig / "sgd" / "history.json").read_bytes()
+    assert not (fig / "fenchel" / "history.json").exists() and not (fig / "results.json").exists()
+    capsys.readouterr()
+    assert cli.main([*argv, "--out", str(tmp_path / "killed"), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "finished earlier" in printed and "skipped" in printed
+    assert "at epoch 2, batch 1" in printed
+    assert (fig / "sgd" / "history.json").read_bytes() == sgd  # not run again
+    res = json.loads((fig / "results.json").read_text())
+    assert [r["model"] for r in res["runs"]] == ["sgd", "fenchel"]
+    ref = tmp_path / "straight" / "fig2-subset"
+    a, b = (json.loads((f / "fenchel" / "history.json").read_text()) for f in (fig, ref))
+    assert _untimed({k: a[k] for k in ("batches", "epochs")}) == \
+        _untimed({k: b[k] for k in ("batches", "epochs")})
+    with np.load(fig / "fenchel/checkpoints/weights-2-0.npz") as x, \
+            np.load(ref / "fenchel/checkpoints/weights-2-0.npz") as y:
+        assert all(np.array_equal(x[k], y[k]) for k in x.files)
