@@ -111,6 +111,21 @@ def is_numpy(xp: ModuleType) -> bool:
     return xp is np
 
 
+#: Iterations between two host reads of an iterative solver's stopping test on a device
+#: namespace (:func:`check_interval`).
+DEVICE_CHECK_INTERVAL = 8
+
+
+def check_interval(xp: ModuleType) -> int:
+    """How often (in iterations) an iterative fast solver reads its stopping test back to the host:
+    every iteration on NumPy (a host array: the read is free), every
+    :data:`DEVICE_CHECK_INTERVAL` iterations on any other namespace (CuPy, where each read is a
+    host synchronisation, and the instrumented namespace of :mod:`cvx_fenchel.bench.syncs` that
+    counts them on the CPU). Between reads, restarts and momentum are decided on the device; at
+    most ``interval - 1`` iterations are taken past the first one that meets the test."""
+    return 1 if xp is np else DEVICE_CHECK_INTERVAL
+
+
 def to_numpy(a: Any) -> Any:
     """Copy a CuPy array to the host; NumPy arrays and scalars pass through."""
     if is_cupy_array(a):

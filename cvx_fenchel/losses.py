@@ -72,10 +72,12 @@ class Loss:
     def per_sample(self, Y: Any, O: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def value(self, Y: Any, O: Any) -> float:
-        """:math:`\\mathcal L(Y, O)`, summed over the batch."""
+    def value(self, Y: Any, O: Any, *, array: bool = False) -> Any:
+        """:math:`\\mathcal L(Y, O)`, summed over the batch (a 0-d array of the namespace with
+        ``array=True``: no host read)."""
         xp, _ = get_namespace(Y, O)
-        return float(xp.sum(self.per_sample(Y, O)))
+        v = xp.sum(self.per_sample(Y, O))
+        return v if array else float(v)
 
     def grad(self, Y: Any, O: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -137,7 +139,7 @@ class CrossEntropy(Loss):
 
     def check_targets(self, Y: Any, where: str = "Y") -> None:
         xp, _ = get_namespace(Y)
-        if Y.ndim != 2 or bool(xp.any(Y < 0)) or not bool(xp.all(xp.abs(Y.sum(axis=1) - 1) <= 1e-6)):
+        if Y.ndim != 2 or bool(xp.any(Y < 0) | xp.any(xp.abs(Y.sum(axis=1) - 1) > 1e-6)):  # one read
             raise InputError(f"{where}: cross-entropy targets Y must be rows on the simplex "
                              "(one-hot labels)")
 

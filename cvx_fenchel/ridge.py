@@ -46,18 +46,18 @@ class Ridge:
         """Lipschitz constant of :math:`\\nabla R`: :math:`2(\\rho + \\gamma)`."""
         return 2.0 * (self.rho + self.gamma)
 
-    def value(self, W: Any, b: Any) -> float:
-        """:math:`R(W, b)`."""
+    def value(self, W: Any, b: Any, *, array: bool = False) -> Any:
+        """:math:`R(W, b)` (a 0-d array of the namespace with ``array=True``: no host read)."""
         xp, _ = get_namespace(W)
-        out = 0.0
+        out = xp.zeros((), dtype=xp.float64)
         if self.rho:
-            out += self.rho * float(xp.sum(W * W) + xp.sum(b * b))
+            out = out + self.rho * (xp.sum(W * W) + xp.sum(b * b))
         if self.gamma:
             W0, b0 = self.W0, self.b0
             dW = W if W0 is None else W - W0
             db = b if b0 is None else b - b0
-            out += self.gamma * float(xp.sum(dW * dW) + xp.sum(db * db))
-        return out
+            out = out + self.gamma * (xp.sum(dW * dW) + xp.sum(db * db))
+        return out if array else float(out)
 
     def grad(self, W: Any, b: Any) -> tuple[Any, Any]:
         """:math:`(\\nabla_W R, \\nabla_b R) = 2\\rho (W, b) + 2\\gamma ((W, b) - (W^0, b^0))`."""

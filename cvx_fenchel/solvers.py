@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import get_namespace
+from .backend import check_interval, get_namespace, to_numpy
 from .errors import ConvergenceWarning, InputError
 
 Tree = tuple  # a tuple of arrays: (Z,) for X-steps, (W, b) for W-steps
@@ -78,20 +78,72 @@ def default_tol(dtype: Any) -> float:
     return 1e-9 if np.dtype(dtype) == np.float64 else 1e-5
 
 
+def _sq(tree: Tree, xp) -> Any:
+    """``||tree||^2`` as a 0-d array of the namespace (no host read)."""
+    return sum(xp.sum(a * a) for a in tree if a is not None)
+
+
+def _dot(a: Tree, b: Tree, xp) -> Any:
+    """``<a, b>`` of two trees as a 0-d array of the namespace (no host read)."""
+    return sum(xp.sum(u * v) for u, v in zip(a, b) if u is not None)
+
+
+def read(*values: Any) -> tuple[float, ...]:
+    """Host floats of 0-d arrays (or Python numbers) in **one** read: on NumPy each is converted
+    directly; on a device namespace the values are stacked and copied once (one host
+    synchronisation, however many values)."""
+    arrs = [v for v in values if not isinstance(v, (int, float))]
+    if not arrs:
+        return tuple(float(v) for v in values)
+    xp, _ = get_namespace(*arrs)
+    if xp is np:
+        return tuple(float(v) for v in values)
+    host = to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64).reshape(()) for v in arrs]))
+    it = iter(host.tolist())
+    return tuple(float(v) if isinstance(v, (int, float)) else next(it) for v in values)
+
+
 def _norm(tree: Tree, xp) -> float:
-    return math.sqrt(sum(float(xp.vdot(a.ravel(), a.ravel()).real) for a in tree if a is not None))
-
-
-def _diff_norm(a: Tree, b: Tree, xp) -> float:
-    return math.sqrt(sum(float(xp.sum((u - v) ** 2)) for u, v in zip(a, b) if u is not None))
+    return math.sqrt(read(_sq(tree, xp))[0])
 
 
 def prox_grad_residual(x: Tree, grad: Tree, prox: Callable[[Tree, float], Tree], L: float) -> float:
-    """:math:`\\|x - T(x)\\| / \\max(1, \\|x\\|)` with :math:`T(x) = \\mathrm{prox}_{g/L}(x - \\nabla f(x)/L)`."""
+    """:math:`\\|x - T(x)\\| / \\max(1, \\|x\\|)` with :math:`T(x) = \\mathrm{prox}_{g/L}(x - \\nabla f(x)/L)`
+    (one host read)."""
     xp, _ = get_namespace(*[a for a in x if a is not None])
     y = tuple(None if a is None else a - g / L for a, g in zip(x, grad))
     tx = prox(y, 1.0 / L)
-    return _diff_norm(x, tx, xp) / max(1.0, _norm(x, xp))
+    d2, x2 = read(_sq(tuple(None if a is None else a - b for a, b in zip(x, tx)), xp), _sq(x, xp))
+    return math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(x2, 0.0)))
+
+
+class _Momentum:
+    r"""FISTA's momentum :math:`\beta_k = (t_k - 1)/t_{k+1}` with the gradient restart of
+    O'Donoghue and Candes (2015) (:math:`\beta = 0`, :math:`t = 1` when the restart inner product
+    is positive). On NumPy the test is read on the host; on a device namespace ``t`` and ``beta``
+    stay 0-d device arrays and the restart is an ``xp.where`` (no host synchronisation)."""
+
+    def __init__(self, xp, dtype, restart: bool):
+        self.xp, self.dtype, self.restart, self.host = xp, dtype, restart, xp is np
+        self.t = 1.0 if self.host else xp.asarray(1.0, dtype=xp.float64)
+
+    def beta(self, dot: Any) -> Any:
+        """The extrapolation weight for this step, given the restart inner product ``dot``."""
+        xp, t = self.xp, self.t
+        if self.host:
+            if self.restart and float(dot) > 0:
+                self.t = 1.0
+                return 0.0
+            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+            self.t = t_new
+            return (t - 1) / t_new
+        t_new = 0.5 * (1 + xp.sqrt(1 + 4 * t * t))
+        beta = (t - 1) / t_new
+        if self.restart:
+            rs = dot > 0
+            beta, t_new = xp.where(rs, 0.0, beta), xp.where(rs, 1.0, t_new)
+        self.t = t_new
+        return beta.astype(self.dtype)
 
 
 def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x0: Tree, L: float, *,
@@ -105,6 +157,10 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
     Beck and Teboulle (2009); restart of O'Donoghue and Candes (2015): the
     momentum is reset whenever :math:`\langle y - x_{k+1}, x_{k+1} - x_k\rangle > 0`.
 
+    Stopping: the step residual :math:`\|y - x_{k+1}\|/\max(1, \|x_{k+1}\|) \le` ``tol`` is read
+    every :func:`~cvx_fenchel.backend.check_interval` iterations (every iteration on NumPy), and
+    then confirmed by the residual :func:`prox_grad_residual` at :math:`x_{k+1}` itself.
+
     Returns
     -------
     (x, n_iter, converged, residual)
@@ -113,31 +169,24 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
         raise InputError(f"{name}: Lipschitz constant must be positive and finite, got {L}")
     xs = [a for a in x0 if a is not None]
     xp, _ = get_namespace(*xs)
+    every = check_interval(xp)
+    mom = _Momentum(xp, xs[0].dtype, restart)
     step = 1.0 / L
-    x = x0
-    y = x0
-    t = 1.0
-    residual = math.inf
+    x = y = x0
     for k in range(1, max_iter + 1):
         g = grad_f(y)
         x_new = prox(tuple(None if a is None else a - step * d for a, d in zip(y, g)), step)
-        # the differences y - x_new and x_new - x are formed once and shared by the stopping test,
-        # the restart test and the extrapolation (same values as forming them in each)
+        # y - x_new and x_new - x, formed once for the stopping test, the restart test and the step
         dy = tuple(None if a is None else a - b for a, b in zip(y, x_new))
-        r_y = math.sqrt(sum(float(xp.sum(e * e)) for e in dy if e is not None)) / max(1.0, _norm(x_new, xp))
-        if r_y <= tol:
-            residual = prox_grad_residual(x_new, grad_f(x_new), prox, L)
-            if residual <= tol:
-                return x_new, k, True, residual
+        if k % every == 0:
+            dy2, xn2 = read(_sq(dy, xp), _sq(x_new, xp))
+            if math.sqrt(max(dy2, 0.0)) <= tol * max(1.0, math.sqrt(max(xn2, 0.0))):
+                residual = prox_grad_residual(x_new, grad_f(x_new), prox, L)
+                if residual <= tol:
+                    return x_new, k, True, residual
         dx = tuple(None if a is None else a - b for a, b in zip(x_new, x))
-        if restart and sum(float(xp.sum(e * f)) for e, f in zip(dy, dx) if e is not None) > 0:
-            t = 1.0
-            y = x_new
-        else:
-            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            beta = (t - 1) / t_new
-            y = tuple(None if a is None else a + beta * e for a, e in zip(x_new, dx))
-            t = t_new
+        beta = mom.beta(_dot(dy, dx, xp) if restart else None)
+        y = tuple(None if a is None else a + beta * e for a, e in zip(x_new, dx))
         x = x_new
     residual = prox_grad_residual(x, grad_f(x), prox, L)
     converged = residual <= tol
@@ -149,7 +198,7 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
 
 def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree], x0: Tree, *,
                  tol: float, max_iter: int, restart: bool = True,
-                 norm_x: Callable[[Tree], float] | None = None,
+                 norm_sq_x: Callable[[Tree], Any] | None = None,
                  lipschitz: float | None = None) -> tuple[Tree, int, bool]:
     r"""Accelerated gradient in the metric of a fixed matrix :math:`P \succeq \nabla^2 f`.
 
@@ -163,9 +212,10 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     Because :math:`\|P\| \le L` (the Euclidean Lipschitz constant used by the residual of
     :func:`prox_grad_residual`), :math:`\|\nabla f\|/L \le \|P^{-1}\nabla f\|`, so the caller's
     residual check at the returned point is implied up to the change between ``y`` and ``x``;
-    callers report that residual. ``norm_x`` (default: the Euclidean norm of the tree) measures
-    ``||x||`` in that test, for callers that iterate on coordinates of an affine parametrisation
-    ``x = x_bar + Psi c`` with orthonormal ``Psi`` (steps keep their norm; points do not).
+    callers report that residual. ``norm_sq_x`` (default: the squared Euclidean norm of the tree,
+    as a 0-d array) measures ``||x||^2`` in that test, for callers that iterate on coordinates of
+    an affine parametrisation ``x = x_bar + Psi c`` with orthonormal ``Psi`` (steps keep their
+    norm; points do not).
 
     With ``lipschitz`` (the Euclidean :math:`L`), it also stops at ``y`` when
     :math:`\|\nabla f(y)\|/L \le` ``tol`` :math:`\max(1, \|y\|)`, the callers' residual test
@@ -173,31 +223,35 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     step test alone can fail for ever, since :math:`P^{-1}` blows rounding errors in the null
     space of the data up into steps along directions the objective does not see.
 
+    The tests are read every :func:`~cvx_fenchel.backend.check_interval` iterations (every
+    iteration on NumPy; one host read for all of them); restarts are decided on the device.
+
     Returns
     -------
     (x, n_iter, step_converged)
     """
     xs = [a for a in x0 if a is not None]
     xp, _ = get_namespace(*xs)
+    every = check_interval(xp)
+    nsq = norm_sq_x or (lambda v: _sq(v, xp))
+    mom = _Momentum(xp, xs[0].dtype, restart)
     x = y = x0
-    t = 1.0
     for k in range(1, max_iter + 1):
         g = grad_f(y)
-        if lipschitz is not None and \
-                _norm(g, xp) / lipschitz <= tol * max(1.0, _norm(y, xp) if norm_x is None else norm_x(y)):
-            return y, k, True
         d = solve_P(g)
         x_new = tuple(a - e for a, e in zip(y, d))
-        if _norm(d, xp) <= tol * max(1.0, _norm(x_new, xp) if norm_x is None else norm_x(x_new)):
-            return x_new, k, True
-        if restart and sum(float(xp.sum((a - b) * (b - c))) for a, b, c in zip(y, x_new, x)) > 0:
-            t = 1.0
-            y = x_new
-        else:
-            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            beta = (t - 1) / t_new
-            y = tuple(a + beta * (a - b) for a, b in zip(x_new, x))
-            t = t_new
+        if k % every == 0:
+            if lipschitz is not None:
+                g2, y2, d2, xn2 = read(_sq(g, xp), nsq(y), _sq(d, xp), nsq(x_new))
+                if math.sqrt(max(g2, 0.0)) / lipschitz <= tol * max(1.0, math.sqrt(max(y2, 0.0))):
+                    return y, k, True
+            else:
+                d2, xn2 = read(_sq(d, xp), nsq(x_new))
+            if math.sqrt(max(d2, 0.0)) <= tol * max(1.0, math.sqrt(max(xn2, 0.0))):
+                return x_new, k, True
+        dx = tuple(a - b for a, b in zip(x_new, x))
+        beta = mom.beta(_dot(d, dx, xp) if restart else None)
+        y = tuple(a + beta * e for a, e in zip(x_new, dx))
         x = x_new
     return x, max_iter, False
 

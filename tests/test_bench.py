@@ -136,9 +136,11 @@ def _mlp_setup():
     return data, cfg
 
 
-def test_mlp_batch_syncs_equal_the_bench_count_and_stay_within_the_bound():
+def test_mlp_batch_syncs_equal_the_bench_count_and_stay_within_the_bound(monkeypatch):
     """The bench's count for 784-300-10 (timed batch 1) equals a count made here by hand on the
-    same batch from the same weights, and the instrumented run has the plain run's iterates."""
+    same batch from the same weights; the instrumented run (which reads stopping tests back every
+    ``DEVICE_CHECK_INTERVAL`` iterations, as on a GPU) has the iterates of a plain NumPy run with
+    that interval, and a relaxed objective within 1e-3 (relative) of the every-iteration run."""
     data = load_bench_data("784-300-10", None)
     cfg = preset("original", arch="784-300-10", backend="numpy")
     fen = bench_fenchel(cfg, data, 1)
@@ -148,15 +150,22 @@ def test_mlp_batch_syncs_equal_the_bench_count_and_stay_within_the_bound():
     tr.train_batch(data["X"][b0], data["Y"][b0], data["y"][b0])
     after_warmup = [tuple(np.copy(a) for a in pair) for pair in tr.weights]
     ref = tr.train_batch(data["X"][b1], data["Y"][b1], data["y"][b1])
+    assert ref["relaxed_objective"] == fen["relaxed_objective_batch1"]
     tr2 = BCDTrainer(cfg.network(), cfg, weights=instrument(after_warmup), xp=sync_numpy)
     with counting() as c:
         rec = tr2.train_batch(*(instrument(data[k][b1]) for k in ("X", "Y", "y")))
-    assert rec["relaxed_objective"] == ref["relaxed_objective"] == fen["relaxed_objective_batch1"]
-    for (W, b), (W2, b2) in zip(tr.weights, tr2.weights):
+    assert rec["relaxed_objective"] == fen["host_syncs"]["relaxed_objective"]
+    assert abs(rec["relaxed_objective"] - ref["relaxed_objective"]) <= 1e-3 * abs(ref["relaxed_objective"])
+    # the same arithmetic as NumPy with the device's check interval, bit for bit
+    import cvx_fenchel.solvers as solvers
+    monkeypatch.setattr(solvers, "check_interval", lambda xp: backend.DEVICE_CHECK_INTERVAL)
+    tr3 = BCDTrainer(cfg.network(), cfg, weights=[tuple(np.copy(a) for a in p) for p in after_warmup])
+    ref3 = tr3.train_batch(data["X"][b1], data["Y"][b1], data["y"][b1])
+    assert rec["relaxed_objective"] == ref3["relaxed_objective"]
+    for (W, b), (W2, b2) in zip(tr3.weights, tr2.weights):
         np.testing.assert_array_equal(W, np.asarray(W2))
         np.testing.assert_array_equal(b, np.asarray(b2))
     assert c.total == fen["host_syncs_per_batch"] == fen["host_syncs"]["total"]
-    assert fen["host_syncs"]["relaxed_objective"] == ref["relaxed_objective"]
     assert c.total <= MLP_SYNC_BOUND, c.summary()
     assert c.summary()["mixed_namespace_calls"] == 0
 
@@ -183,7 +192,10 @@ def test_lenet_like_batch_syncs_equal_the_bench_count_and_stay_within_the_bound(
     counted = count_batch_syncs(cfg, tr.weights, data["X"][b[100:200]], data["Y"][b[100:200]],
                                 data["y"][b[100:200]])
     assert counted["total"] == fen["host_syncs_per_batch"]
-    assert counted["relaxed_objective"] == fen["relaxed_objective_batch1"]
+    assert counted["relaxed_objective"] == fen["host_syncs"]["relaxed_objective"]
+    # checks every DEVICE_CHECK_INTERVAL iterations change the iterates by little
+    assert abs(counted["relaxed_objective"] - fen["relaxed_objective_batch1"]) <= \
+        1e-3 * abs(fen["relaxed_objective_batch1"])
     assert set(counted["by_block"]) <= {"X1", "X2", "X3", "W0", "W1", "W2", "W3", "other"}
     assert counted["total"] <= LENET_LIKE_SYNC_BOUND, counted
     # no host (plain NumPy) array meets the device arrays: on CuPy get_namespace would raise

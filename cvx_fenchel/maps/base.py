@@ -464,6 +464,7 @@ class FixedInput:
         self.xp, _ = get_namespace(self.X)
         self.m = self.X.shape[0]
         self._gram: Any = None
+        self._kernel: Any = None
         self._lip: dict = {}
 
     def apply(self, W: Any, b: Any = None) -> Any:
@@ -498,14 +499,26 @@ class FixedInput:
             self._gram = G
         return self._gram
 
+    def kernel(self) -> Any:
+        """``[F 1][F 1]^T = F F^T + 1`` (``m x m``, cached; the sample-space twin of :meth:`gram`,
+        with the same non-zero eigenvalues); None without :meth:`features`."""
+        if self._kernel is None:
+            F = self.features()
+            if F is None:
+                return None
+            self._kernel = F @ F.T + 1
+        return self._kernel
+
     def lipschitz(self, include_bias: bool = True) -> float:
         """``||(W, b) -> A(X; W) + b||_2^2`` (``include_bias``) or ``||W -> A(X; W)||_2^2``, as
-        :meth:`LinearMap.lipschitz_weights`; cached, and taken from :meth:`gram` when that was
-        already computed (no second Gram matrix or patch matrix)."""
+        :meth:`LinearMap.lipschitz_weights`; cached, and taken from :meth:`kernel` or :meth:`gram`
+        when one was already computed (no second Gram matrix or patch matrix)."""
         key = bool(include_bias)
         if key not in self._lip:
             G = self._gram
-            if G is not None and G.shape[0] <= _MAX_EXACT_GRAM:
+            if key and self._kernel is not None and (G is None or self._kernel.shape[0] < G.shape[0]):
+                self._lip[key] = _max_eigvalsh(self._kernel, self.xp)
+            elif G is not None and G.shape[0] <= _MAX_EXACT_GRAM:
                 d = G.shape[0] - 1
                 self._lip[key] = _max_eigvalsh(G if key else G[:d, :d], self.xp)
             else:

@@ -269,6 +269,9 @@ class ChainFixedInput(FixedInput):
     def gram(self) -> Any:
         return self.inner.gram() if self.features() is not None else None
 
+    def kernel(self) -> Any:
+        return self.inner.kernel() if self.features() is not None else None
+
     def lipschitz(self, include_bias: bool = True) -> float:
         return self.inner.lipschitz(include_bias)
 

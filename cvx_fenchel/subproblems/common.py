@@ -22,7 +22,13 @@ def common_arrays(arrays: dict, dtype=None):
         dts = [np.dtype(getattr(v, "dtype", np.float64)) for v in present.values()]
         floats = [d for d in dts if d.kind == "f"]
         dtype = np.float32 if floats and all(d == np.float32 for d in floats) else np.float64
-    out = {k: (None if v is None else check_array(v, k, xp=xp, dtype=dtype)) for k, v in arrays.items()}
+    out = {k: (None if v is None else check_array(v, k, xp=xp, dtype=dtype, finite=False))
+           for k, v in arrays.items()}
+    # one host read for all the finiteness checks (one synchronisation on a device)
+    given = [(k, a) for k, a in out.items() if a is not None and a.size]
+    if given and not bool(xp.all(xp.stack([xp.all(xp.isfinite(a)) for _, a in given]))):
+        bad = next(k for k, a in given if not bool(xp.all(xp.isfinite(a))))
+        raise InputError(f"{bad} contains NaN or inf")
     return xp, np.dtype(dtype), out
 
 

@@ -44,9 +44,10 @@ class DivergenceTerm:
         self.act, self.V, self.weight = act, V, weight
         self.lipschitz = weight * act.lipschitz
 
-    def value(self, U) -> float:
+    def value(self, U, *, array: bool = False):
         xp, _ = get_namespace(U)
-        return self.weight * float(xp.sum(self.act.divergence(self.V, U))) if self.weight else 0.0
+        v = self.weight * xp.sum(self.act.divergence(self.V, U)) if self.weight else xp.zeros(())
+        return v if array else float(v)
 
     def grad(self, U):
         return self.weight * (self.act.forward(U) - self.V)
@@ -63,8 +64,8 @@ class LossTerm:
         self.loss, self.Y, self.weight = loss, Y, weight
         self.lipschitz = weight * loss.lipschitz
 
-    def value(self, U) -> float:
-        return self.weight * self.loss.value(self.Y, U)
+    def value(self, U, *, array: bool = False):
+        return self.weight * self.loss.value(self.Y, U, array=array)
 
     def grad(self, U):
         return self.weight * self.loss.grad(self.Y, U)
@@ -80,9 +81,10 @@ class QuadTerm:
         self.T, self.weight = T, weight
         self.lipschitz = 2 * weight
 
-    def value(self, U) -> float:
+    def value(self, U, *, array: bool = False):
         xp, _ = get_namespace(U)
-        return self.weight * float(xp.sum((U - self.T) ** 2))
+        v = self.weight * xp.sum((U - self.T) ** 2)
+        return v if array else float(v)
 
     def grad(self, U):
         return 2 * self.weight * (U - self.T)
@@ -101,11 +103,14 @@ class PrevDivergence:
     def __init__(self, act: Activation, U_prev, weight: float):
         self.act, self.U, self.weight = act, U_prev, weight
 
-    def value(self, Z) -> float:
+    def value(self, Z, *, array: bool = False):
+        """The term at ``Z`` (``inf`` outside the domain); a 0-d array with ``array=True``."""
         xp, _ = get_namespace(Z)
         if self.weight:
-            return self.weight * float(xp.sum(self.act.divergence(Z, self.U)))
-        return 0.0 if bool(xp.all(self.act.in_domain(Z))) else math.inf
+            v = self.weight * xp.sum(self.act.divergence(Z, self.U))
+        else:
+            v = xp.where(xp.all(self.act.in_domain(Z)), 0.0, math.inf)
+        return v if array else float(v)
 
     def prox(self, V, s):
         if self.weight == 0:
@@ -140,11 +145,11 @@ class PrevQuadNonneg:
     def __init__(self, U_prev, weight: float):
         self.U, self.weight = U_prev, weight
 
-    def value(self, Z) -> float:
+    def value(self, Z, *, array: bool = False):
+        """The term at ``Z`` (``inf`` where an entry is negative); a 0-d array with ``array=True``."""
         xp, _ = get_namespace(Z)
-        if bool(xp.any(Z < 0)):
-            return math.inf
-        return self.weight * float(xp.sum((Z - self.U) ** 2))
+        v = xp.where(xp.any(Z < 0), math.inf, self.weight * xp.sum((Z - self.U) ** 2))
+        return v if array else float(v)
 
     def prox(self, V, s):
         xp, _ = get_namespace(V)

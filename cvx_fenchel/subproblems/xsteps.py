@@ -23,7 +23,7 @@ from ..cvx import CvxpyResult, solve
 from ..errors import InputError
 from ..losses import get_loss
 from ..maps import LinearMap
-from ..solvers import FastResult, fista, prox_grad_residual
+from ..solvers import FastResult, fista, prox_grad_residual, read
 from .common import check_domain, check_shape, common_arrays, default_map, result, solver_tol
 from .terms import DivergenceTerm, LossTerm, PrevDivergence
 
@@ -122,16 +122,18 @@ class XStep:
         xp, _ = get_namespace(Z)
         Z = xp.asarray(Z, dtype=self.dtype)
         lo, hi = self.prev.bounds()
-        below = float(xp.max(lo - Z)) if not math.isinf(lo) else 0.0
-        above = float(xp.max(Z - hi)) if not math.isinf(hi) else 0.0
-        worst = max(below, above, 0.0)
-        if worst > 0:
-            scale = max(1.0, float(xp.max(xp.abs(Z))))
-            if worst > self.domain_tol * scale:
-                raise InputError(f"{self.name}: Z is outside the domain [{lo}, {hi}] by {worst:.3g} "
-                                 f"(more than the rounding tolerance {self.domain_tol:g} x {scale:.3g})")
-            Z = self.prev.project(Z)
-        return self.data.value(self._U(Z)) + self.prev.value(Z)
+        # the domain violation, the scale and the value at the projected point in one host read
+        zero = xp.zeros((), dtype=Z.dtype)
+        below = xp.max(lo - Z) if not math.isinf(lo) else zero
+        above = xp.max(Z - hi) if not math.isinf(hi) else zero
+        Zp = self.prev.project(Z)  # = Z inside the domain
+        value = self.data.value(self._U(Zp), array=True) + self.prev.value(Zp, array=True)
+        below, above, zmax, value = read(below, above, xp.max(xp.abs(Z)), value)
+        worst, scale = max(below, above, 0.0), max(1.0, zmax)
+        if worst > self.domain_tol * scale:
+            raise InputError(f"{self.name}: Z is outside the domain [{lo}, {hi}] by {worst:.3g} "
+                             f"(more than the rounding tolerance {self.domain_tol:g} x {scale:.3g})")
+        return value
 
     def grad(self, Z):
         """Gradient of the objective at ``Z`` in the interior of the domain:
