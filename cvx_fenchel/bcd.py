@@ -47,6 +47,7 @@ from .backend import check_int, check_scalar, get_namespace, to_numpy
 from .config import TrainConfig
 from .errors import InputError
 from .network import Network
+from .solvers import read
 
 __all__ = ["TrainState", "AdamMoments", "PassResult", "WStepOutcome", "adam_step", "x_problem",
            "w_problem", "x_step", "w_step", "bcd_pass", "batch_record", "feed_forward", "predict_lifted",
@@ -277,11 +278,13 @@ def batch_record(network: Network, weights: Sequence, Xs: Sequence, Y: Any, W0: 
     the trainer records per epoch). Raises FloatingPointError when ``J`` is not finite (lower
     ``lam``/``coef`` or raise ``gamma``)."""
     xp, _ = get_namespace(Xs[0])
-    J = network.relaxed_objective(Xs, Y, weights, W0)
+    J = network.relaxed_objective(Xs, Y, weights, W0, array=True)
     O = network.forward(Xs[0], weights)
-    rec = {"relaxed_objective": J, "network_loss": network.loss_fn.value(Y, O)}
+    acc = xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)) if y is not None else 0.0
+    J, loss, acc = read(J, network.loss_fn.value(Y, O, array=True), acc)  # one host read
+    rec = {"relaxed_objective": J, "network_loss": loss}
     if y is not None:
-        rec["batch_accuracy_after"] = float(xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)))
+        rec["batch_accuracy_after"] = acc
     if not math.isfinite(J):
         raise FloatingPointError(f"relaxed objective became {J}; lower lam/coef or raise gamma")
     return rec

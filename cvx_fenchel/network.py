@@ -451,36 +451,41 @@ class Network:
         return float(xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)))
 
     # ---- relaxed objective ------------------------------------------------------------------
-    def divergence_terms(self, Xs: Sequence, weights: Sequence) -> list[float]:
-        """``[sum B_l(X_{l+1}, A_l(X_l; W_l) + b_l) for l < L]`` (without ``lam``)."""
+    def divergence_terms(self, Xs: Sequence, weights: Sequence, *, array: bool = False) -> list:
+        """``[sum B_l(X_{l+1}, A_l(X_l; W_l) + b_l) for l < L]`` (without ``lam``; 0-d arrays with
+        ``array=True``)."""
         xp, _ = get_namespace(Xs[0])
-        return [float(xp.sum(ly.activation.divergence(Xs[ly.index + 1],
-                                                      self.pre_activation(ly.index, Xs[ly.index], weights))))
-                for ly in self.layers[:-1]]
+        out = [xp.sum(ly.activation.divergence(Xs[ly.index + 1],
+                                               self.pre_activation(ly.index, Xs[ly.index], weights)))
+               for ly in self.layers[:-1]]
+        return out if array else [float(v) for v in out]
 
-    def regularization(self, weights: Sequence, W0: Sequence | None = None) -> float:
-        """``sum_l rho_l(||W_l||^2 + ||b_l||^2) + gamma_l(||W_l - W0_l||^2 + ||b_l - b0_l||^2)``."""
+    def regularization(self, weights: Sequence, W0: Sequence | None = None, *, array: bool = False) -> Any:
+        """``sum_l rho_l(||W_l||^2 + ||b_l||^2) + gamma_l(||W_l - W0_l||^2 + ||b_l - b0_l||^2)``
+        (a 0-d array with ``array=True``)."""
         total = 0.0
         for ly, (W, b) in zip(self.layers, weights):
             c0, d0 = W0[ly.index] if W0 is not None else (None, None)
-            total += Ridge(ly.rho, ly.gamma if W0 is not None else 0.0, c0, d0).value(W, b)
-        return total
+            total = total + Ridge(ly.rho, ly.gamma if W0 is not None else 0.0, c0, d0).value(W, b, array=True)
+        return total if array else float(total)
 
     def relaxed_objective(self, Xs: Sequence, Y: Any, weights: Sequence,
-                          W0: Sequence | None = None, *, parts: bool = False) -> Any:
+                          W0: Sequence | None = None, *, parts: bool = False, array: bool = False) -> Any:
         """``J(W, X)`` of the module docstring for ``Xs = [X_0, ..., X_L]``.
 
         With ``parts=True`` returns a dict ``{"loss", "divergences" (list, times lam),
-        "regularization", "total"}``. ``W0=None`` drops the proximal terms.
+        "regularization", "total"}``; with ``array=True`` the total as a 0-d array (no host read).
+        ``W0=None`` drops the proximal terms.
         """
         O = self.pre_activation(self.L, Xs[self.L], weights)
-        lo = self.loss_fn.value(Y, O)
-        divs = [ly.lam * d for ly, d in zip(self.layers, self.divergence_terms(Xs, weights))]
-        reg = self.regularization(weights, W0)
+        lo = self.loss_fn.value(Y, O, array=True)
+        divs = [ly.lam * d for ly, d in zip(self.layers, self.divergence_terms(Xs, weights, array=True))]
+        reg = self.regularization(weights, W0, array=True)
         total = lo + sum(divs) + reg
         if parts:
-            return {"loss": lo, "divergences": divs, "regularization": reg, "total": total}
-        return total
+            return {"loss": float(lo), "divergences": [float(d) for d in divs], "regularization": float(reg),
+                    "total": float(total)}
+        return total if array else float(total)
 
     def relaxed_objective_per_sample(self, Xs: Sequence, Y: Any, weights: Sequence) -> Any:
         """The sample-separable part of ``J`` per sample: ``L(Y_i, O_i) + sum_l lam_l B_l(...)_i``

@@ -176,8 +176,8 @@ class Gram(Strategy):
             return None
         xp, _ = get_namespace(F)
         P = problem.data.lipschitz * problem.op.gram()  # [F 1]^T [F 1], kept for the norm
-        jitter = problem.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
-        P = P + jitter * xp.eye(P.shape[0], dtype=P.dtype)
+        jitter = problem.ridge.curvature + 1e-12 * (xp.max(xp.diagonal(P)) + 1.0)  # on the device
+        P = P + jitter.astype(P.dtype) * xp.eye(P.shape[0], dtype=P.dtype)
         try:
             chol = cholesky(P)
         except np.linalg.LinAlgError:  # numerically indefinite: not this strategy
@@ -264,32 +264,32 @@ class SampleSpace(Strategy):
         xp, dt, L_data = problem.xp, problem.dtype, problem.data.lipschitz
         Phi = _with_ones(F, xp).astype(xp.float64)
         lam, Q = xp.linalg.eigh(Phi @ Phi.T)
-        keep = lam > 1e-13 * max(float(lam[-1]), 1.0)
-        lam, Q = lam[keep], Q[:, keep]
         k = mp.weight_shape[-1]
         W0, b0 = problem.ridge.W0, problem.ridge.b0
         Wc, bc = replace(problem.ridge, W0=W0.astype(xp.float64), b0=b0.astype(xp.float64)).center()
         theta_bar = xp.zeros((Phi.shape[1], k)) if Wc is None else \
             xp.concatenate([Wc.reshape(-1, k), bc.reshape(1, k)], axis=0)
+        lam_max, bar_sq = read(lam[-1], xp.sum(theta_bar * theta_bar))  # one host read
+        keep = lam > 1e-13 * max(lam_max, 1.0)  # (a boolean mask: indexing by it stays on the device)
+        lam, Q = lam[keep], Q[:, keep]
         sq = xp.sqrt(lam)
         # float64 for the change of coordinates at both ends, the working dtype inside
         return SampleSpaceState(
             Phi=Phi, Q64=Q, sq64=sq, theta_bar=theta_bar, Q=Q.astype(dt, copy=False), sq=sq.astype(dt, copy=False),
             metric=(L_data * lam + 2 * c).astype(dt)[:, None], U_bar=(Phi @ theta_bar).astype(dt, copy=False),
             psi_bar=((Q.T @ (Phi @ theta_bar)) / sq[:, None]).astype(dt, copy=False),
-            bar_sq=float(xp.sum(theta_bar * theta_bar)), c=c, k=k,
-            lipschitz=max(L_data * float(lam[-1]) + 2 * c, 1e-12))
+            bar_sq=bar_sq, c=c, k=k, lipschitz=max(L_data * lam_max + 2 * c, 1e-12))
 
     def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
         t0 = time.perf_counter()
         S = problem.strategy_state(self)
         xp, k = problem.xp, S.k
-        theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
-        diff = theta0 - S.theta_bar
-        if bool(xp.any(diff)):
-            C0 = ((S.Q64.T @ (S.Phi @ diff)) / S.sq64[:, None]).astype(problem.dtype)
-        else:  # started at the ridge centre (the trainer's warm start with rho = 0): C0 = 0 exactly
+        if problem.ridge.rho == 0 and x0[0] is problem.ridge.W0 and x0[1] is problem.ridge.b0:
+            # started at the ridge centre (the trainer's warm start with rho = 0): C0 = 0 exactly
             C0 = xp.zeros((S.Q64.shape[1], k), dtype=problem.dtype)
+        else:
+            theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
+            C0 = ((S.Q64.T @ (S.Phi @ (theta0 - S.theta_bar))) / S.sq64[:, None]).astype(problem.dtype)
         Q, sq, metric, U_bar, c2, psi_bar = S.Q, S.sq[:, None], S.metric, S.U_bar, 2 * S.c, S.psi_bar
         data = problem.data
 
