@@ -217,3 +217,37 @@ def test_steps_rows_small_instance_and_markdown():
     md = bench_markdown({**res, "workload": "steps", "command": ["cvx-fenchel", "bench", "steps"],
                          "machine": {"cpu_model": "x"}, "wall_seconds": 1.0})
     assert "| X-last-ce |" in md and "issue 12 target" in md
+
+
+def test_kit_reports_each_step_and_flags_failures_and_timeouts(tmp_path, monkeypatch):
+    """The kit runs every step whatever the previous one did, stops a step at its share of the
+    budget, and says which did not pass (with its output) in KIT.md and kit.json."""
+    import json
+
+    from cvx_fenchel.bench import kit
+    steps = [{"name": "verify-quick", "argv": ["-c", "print('PASSED 3 instances')"]},
+             {"name": "bench-mlp", "argv": ["-c", "import sys; print('boom'); sys.exit(3)"]},
+             {"name": "bench-lenet5", "argv": ["-c", "import time; time.sleep(30)"]}]
+    monkeypatch.setattr(kit, "kit_steps", lambda *a, **k: steps)
+    res = kit.run_kit("numpy", tmp_path, tiny=True, budget=8.0)
+    st = {r["name"]: r for r in res["steps"]}
+    assert st["verify-quick"]["status"] == "ok" and st["verify-quick"]["verdict"] == "PASSED"
+    assert st["bench-mlp"]["status"] == "failed" and st["bench-mlp"]["rc"] == 3
+    assert st["bench-lenet5"]["status"] == "timed out" and st["bench-lenet5"]["seconds"] < 15
+    assert not res["ok"]
+    md = (tmp_path / "KIT.md").read_text()
+    assert "Some steps did not pass" in md and "boom" in md and "timed out" in md
+    assert json.loads((tmp_path / "kit.json").read_text())["steps"][1]["rc"] == 3
+    assert kit.display_command(kit._CLI + ["verify", "--quick"]) == "cvx-fenchel verify --quick"
+
+
+def test_kit_steps_cpu_path_and_device_path():
+    from pathlib import Path
+
+    from cvx_fenchel.bench import kit
+    tiny = [s["name"] for s in kit.kit_steps("numpy", Path("o"), data_dir=None, tiny=True)]
+    full = kit.kit_steps("cupy", Path("o"), data_dir="d", tiny=False)
+    assert tiny == ["verify-quick", "bench-mlp", "bench-lenet5"]
+    assert [s["name"] for s in full] == ["pytest-gpu"] + tiny
+    assert all("--backend" in s["argv"] and "cupy" in s["argv"] for s in full[1:])
+    assert all(s["argv"][s["argv"].index("--data-dir") + 1] == "d" for s in full[2:])
