@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import bcd
-from .backend import check_int
+from .backend import check_int, get_backend
 from .bcd import TrainState, lower_bound, lower_bound_curve, predict_lifted
 from .checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -262,6 +262,15 @@ class BCDTrainer:
                           f"{self.config.max_iter_w}) before tol", ConvergenceWarning, stacklevel=3)
         st.epoch += 1
         st.batch = 0
+
+    # ---- pickling (the array module travels by name) -----------------------------------------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["xp"] = "cupy" if self.xp.__name__.split(".")[0] == "cupy" else "numpy"
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "xp": get_backend(state["xp"])})
 
     # ---- checkpoints --------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:
