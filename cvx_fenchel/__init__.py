@@ -20,8 +20,15 @@ The public names below are imported on first use, so ``import cvx_fenchel`` stay
 
 from importlib import import_module
 
-from .errors import (BackendError, ConvergenceWarning, CvxFenchelError, DatasetError, InputError,
-                     SolverError, UnknownNameError)
+from .errors import (
+    BackendError,
+    ConvergenceWarning,
+    CvxFenchelError,
+    DatasetError,
+    InputError,
+    SolverError,
+    UnknownNameError,
+)
 
 __version__ = "0.1.0"
 
@@ -32,11 +39,11 @@ _LAZY = {
     "BCDTrainer": "trainer", "bcd_pass": "bcd", "predict_lifted": "bcd", "lower_bound": "bcd",
     "load_mnist": "datasets", "load_cifar10": "datasets", "History": "history",
     "get_activation": "activations", "get_loss": "losses", "make_map": "maps",
-    "train": "experiments",
+    "train": "experiments", "CheckpointError": "checkpoint",
 }
 
-__all__ = ["__version__", "BackendError", "ConvergenceWarning", "CvxFenchelError", "DatasetError",
-           "InputError", "SolverError", "UnknownNameError", *_LAZY]
+__all__ = ["__version__", "BackendError", "ConvergenceWarning", "CvxFenchelError",  # noqa: PLE0604
+           "DatasetError", "InputError", "SolverError", "UnknownNameError", *_LAZY]
 
 
 def __getattr__(name: str):

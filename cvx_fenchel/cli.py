@@ -3,8 +3,12 @@
 * ``cvx-fenchel info`` -- versions, CVXPY solvers, NumPy BLAS, whether CuPy sees a GPU.
 * ``cvx-fenchel train`` -- train a model (default: Fenchel 784-300-10 on the MNIST subset shipped
   with the package), write ``history.json`` and ``history.png``, print the final test accuracy.
+  ``--checkpoint-every N`` checkpoints every ``N`` batches and at epoch ends (atomic writes) into
+  ``OUT/checkpoints``; ``--resume`` continues a killed run from there, bit for bit as if it had
+  never stopped (:func:`cvx_fenchel.experiments.train`).
 * ``cvx-fenchel reproduce fig1|fig2|fig3`` -- every model of one of the papers' MNIST figures
-  (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot.
+  (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot; ``--resume`` skips
+  the finished models and resumes the Fenchel run.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``).
 * ``cvx-fenchel bench mlp|lenet5|steps`` -- the Fenchel trainer timed against Adam in one run
   (:mod:`cvx_fenchel.bench`): ``bench.md`` and ``bench.json``.

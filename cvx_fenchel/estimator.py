@@ -151,7 +151,7 @@ class FenchelClassifier:
         not ``original`` (whose output-layer ``gamma = 100 * batch_size`` is tuned for batches
         of 500: there, and for a ``batch_size`` given, more than the data is an error).
     verbose : bool
-        tqdm progress bar (and a line when resuming).
+        tqdm progress bar (its label says where a resumed run continues).
     checkpoint_dir : path or None
         Checkpoint at every epoch's end (and every ``checkpoint_every`` batches) there; ``fit``
         resumes from it when it holds a checkpoint of the same config (``epochs`` may grow; any
@@ -370,9 +370,6 @@ class FenchelClassifier:
             self.resumed_from_ = (trainer.epoch, trainer.batch)
             trainer.history.meta.setdefault("resumed_at", []).append(
                 {"epoch": trainer.epoch, "batch": trainer.batch})
-            if self.verbose:
-                print(f"resuming from {self.checkpoint_dir}: epoch {trainer.epoch + 1}, batch "
-                      f"{trainer.batch + 1}", flush=True)
         if trainer is None:
             trainer = BCDTrainer(net, config, xp=xp)
         self.config_, self.network_, self.trainer_ = trainer.config, net, trainer

@@ -188,8 +188,10 @@ class BCDTrainer:
         bar = None
         if verbose:
             from tqdm.auto import tqdm
-            bar = tqdm(total=max(epochs - st.epoch, 0) * n_batches - st.batch, unit="batch",
-                       desc="fenchel", leave=True)
+            desc = f"fenchel (from epoch {st.epoch + 1}, batch {st.batch + 1})" if st.epoch or st.batch \
+                else "fenchel"
+            bar = tqdm(total=max(max(epochs - st.epoch, 0) * n_batches - st.batch, 0), unit="batch",
+                       desc=desc, leave=True)
         try:
             while st.epoch < epochs:
                 order = self.epoch_order(st.epoch, n)
