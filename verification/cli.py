@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     s = result["summary"]
     print(f"{'PASSED' if s['passed'] else 'FAILED'}: {s['instances']} instances, {s['records']} comparisons, "
           f"{s['failed_records']} failed, {s.get('solver_failures', 0)} CVXPY solver failures; "
-          f"{s['failed_checks']} failed activation/map checks; "
+          f"{s['failed_checks']} failed activation/map checks; KKT: {len(s.get('fast_solved_but_wrong', []))} fast "
+          f"solved but wrong, {len(s.get('cvx_optimal_but_inaccurate', []))} CVXPY optimal but inaccurate (flagged); "
           f"{s['seconds']:.0f} s. Wrote {json_path} and {md_path}")
     return 0 if s["passed"] else 1
 

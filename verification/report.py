@@ -35,7 +35,10 @@ def markdown(result: dict, max_failures: int = 40) -> str:
          f"({len(summ.get('failed_instances', []))} failed), {summ['records']} comparisons, "
          f"{summ['failed_records']} failed; {summ.get('solver_failures', 0)} CVXPY solves returned no optimal "
          f"status (listed below; not fast-path failures); {len(result['activation_checks'])} activation "
-         f"and {len(result['map_checks'])} map checks, {summ['failed_checks']} failed.", "",
+         f"and {len(result['map_checks'])} map checks, {summ['failed_checks']} failed. KKT residuals: "
+         f"{len(summ.get('fast_solved_but_wrong', []))} fast results solved but wrong (failures), "
+         f"{len(summ.get('cvx_optimal_but_inaccurate', []))} CVXPY results optimal but inaccurate (flagged, "
+         "not failures).", "",
          f"* Command: `{meta['command']}`",
          f"* Date: {meta['date']}; wall time {summ['seconds']:.0f} s",
          f"* Mode: {'quick' if meta['quick'] else 'full'}; seed {meta['seed']}; fast-path backend "
@@ -50,13 +53,27 @@ def markdown(result: dict, max_failures: int = 40) -> str:
          f"one-sided: the fast path's excess (f_fast - f_cvx) / max(1, |f_cvx|) must be <= "
          f"{meta['gap_tol']['ECOS']:g} against ECOS and Clarabel, <= {meta['gap_tol']['SCS']:g} against SCS. "
          "The fast point is feasible (finite objective, in the domain by construction), so a solver value "
-         "above it is that solver's inaccuracy (status `ok (solver less accurate)`, counted below).",
+         "above it is that solver's inaccuracy (status `ok (solver less accurate)`, counted below). The "
+         "ill-conditioned grid variants `s=<scale>,rho=<rho>` (features times 1e-3..1e4 with a fixed ridge "
+         f"rho >= 1e-4, L/mu up to ~1e12) have the tier {meta.get('ill_conditioned_gap_tol', 1e-4):g}: comparisons "
+         "passing only by it have status `ok (ill-conditioned tier)` and are listed below.",
          "* **Instances** pass when none of their comparisons fails, except comparisons where a CVXPY "
          "solver returned no optimal status at all (solver failures, listed separately: they say nothing "
          "about the fast path), and at least one comparison passed.",
          f"* **Fast-path residual** = ||x - T(x)|| / max(1, ||x||) (T: the proximal-gradient map; for "
          f"LNN-simplex-CE the KKT residual), recomputed from the returned point; must be <= "
          f"{meta['residual_tol']:g} (float64).",
+         f"* **KKT residuals** of every fast and every CVXPY solution, in float64 at the returned point from the "
+         "subproblem's own array code (`verification/kkt.py`): *stationarity* in objective units relative to "
+         "max(1, |f|) (W-steps: 1/2 g^T P^+ g with P = L_data J^T J + 2(rho+gamma) I, J the map's explicit "
+         "weight and bias matrices; X-steps: L/2 ||Z - T(Z)||^2, T the proximal-gradient step; both certified "
+         "lower bounds on the relative suboptimality; LNN-simplex-CE: the Lagrangian duality gap, an upper "
+         "bound), *primal feasibility* (domain or simplex violation relative to max(1, max|x|)) and "
+         "*complementarity* (bounded domains: sum of multiplier x slack, multipliers read off the gradient, "
+         "relative to max(1, |f|)); `kkt` = the largest. **Solved but wrong**: a fast result with "
+         f"converged=True and kkt > {_tier(meta)} fails its instance; a CVXPY result with status `optimal` and "
+         "kkt above that solver's gap tolerance is flagged and counted (its comparison still decides as above: "
+         "the fast path is not excused by a flagged solver, nor failed by one).",
          "* **Distance between minimisers** = max abs difference (informational only: minimisers can be "
          "non-unique, and conic solvers are less accurate in x than in the objective).",
          f"* **Activations without a CVXPY form** ({', '.join(_no_cvxpy()) or 'none registered'}; softplus's "
@@ -109,6 +126,8 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     L += ["| **all** | " + str(summ["instances"]) + " | " + " | ".join(f"{a}/{b}" for a, b in zip(tot, n))
           + " | | | | |", ""]
 
+    L += _kkt_section(recs, order, summ, meta)
+
     # coverage
     L += ["## Coverage", "", "| subproblem | activations | losses | maps | variants |", "|---|---|---|---|---|"]
     for sub in order:
@@ -122,7 +141,9 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     L += ["", "Shapes are tiny (at most 6 samples, 5 units, 8x8x2 images) so that CVXPY is exact and fast; "
           "variants: `random`, `one-sample`, `one-unit`, `all-negative` (all pre-activations negative), "
           "`tiny-lambda` (1e-3), `huge-lambda` (1e3), `rho=0`, `gamma=0`, `zero-input`; ill-conditioned "
-          "`scale=1e-3`, `scale=1e4` (data scaled) and `small-rho` (rho = 1e-5, gamma = 0). Activations, "
+          "`scale=1e-3`, `scale=1e-1`, `scale=1e2`, `scale=1e4` (features scaled, a W-step's ridge with them), "
+          "`small-rho` (rho = 1e-5, gamma = 0) and the W-step grid `s=<scale>,rho=<rho>` (features scaled "
+          "1e-3..1e4, rho from 1e-4 up, not scaled, gamma = 0). Activations, "
           "losses and maps are those registered (cvx_fenchel.subproblems.registry).", ""]
 
     # retries
@@ -135,6 +156,19 @@ def markdown(result: dict, max_failures: int = 40) -> str:
         L += [f"{len(retries)} of {sum(r['solver'] in SOLVERS for r in recs)} CVXPY solves needed a retry:", "",
               "| solver | status with the library ladder | final status | count |", "|---|---|---|---|"]
         L += [f"| {s} | {a} | {b} | {c} |" for (s, a, b), c in sorted(cnt.items())]
+        L.append("")
+    else:
+        L += ["None.", ""]
+
+    tier = [r for r in recs if r["status"] == "ok (ill-conditioned tier)"]
+    L += ["## Passed by the ill-conditioned tier", ""]
+    if tier:
+        L += [f"{len(tier)} comparisons where the fast path lies above the solver by more than the solver's "
+              f"tolerance but within the ill-conditioned tier {meta.get('ill_conditioned_gap_tol', 1e-4):g}:", "",
+              "| case | solver | fast - solver (relative) | fast converged | fast residual | fast kkt |",
+              "|---|---|---|---|---|---|"]
+        L += [f"| {r['id']} | {r['solver']} | {_e(r['fast_excess'])} | {r['fast_converged']} | {_e(r['residual'])} | "
+              f"{_e(_k(r.get('kkt')))} |" for r in tier]
         L.append("")
     else:
         L += ["None.", ""]
@@ -216,4 +250,102 @@ def markdown(result: dict, max_failures: int = 40) -> str:
     for c in result["map_checks"]:
         L.append(f"| {c['map']} | {_e(c.get('max_error'))} | {'yes' if c['passed'] else 'NO: ' + c.get('message', '')} |")
     L += ["", speed_markdown(result.get("speed"))]
+    L += _kkt_per_case(recs, order)
     return "\n".join(L) + "\n"
+
+
+def _tier(meta: dict) -> str:
+    tol = meta.get("kkt_tol") or {}
+    return f"{tol.get(meta.get('dtype', 'float64'), 1e-6):g}"
+
+
+def _k(d: dict | None, key: str = "kkt") -> float | None:
+    return None if not d else d.get(key)
+
+
+def _worst(vals) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
+
+
+def _kkt_section(recs: list[dict], order: list[str], summ: dict, meta: dict) -> list[str]:
+    """KKT residuals per subproblem (worst fast components, worst CVXPY kkt per solver) and the
+    solved-but-wrong lists in both directions."""
+    L = ["## KKT residuals: optimality, not only agreement", "",
+         f"Worst KKT residuals per subproblem (definitions above; fast tier {_tier(meta)}, CVXPY tier its gap "
+         "tolerance). `flagged`: fast results solved but wrong / CVXPY results optimal but inaccurate.", "",
+         "| subproblem | fast stationarity | fast feasibility | fast complementarity | "
+         + " | ".join(f"{s} kkt" for s in SOLVERS) + " | flagged fast / CVXPY |",
+         "|---|---|---|---|" + "---|" * len(SOLVERS) + "---|"]
+    for sub in order:
+        rs = [r for r in recs if r["subproblem"] == sub]
+        if not rs:
+            continue
+        first = {r["id"]: r for r in rs}.values()
+        cells = [_e(_worst(_k(r["kkt"], c) for r in first))
+                 for c in ("stationarity", "primal_feasibility", "complementarity")]
+        cells += [_e(_worst(_k(r.get("kkt_cvx")) for r in rs if r["solver"] == sv)) for sv in SOLVERS]
+        n_fast = len({r["id"] for r in rs if r.get("solved_but_wrong")})
+        n_cvx = sum(bool(r.get("cvx_solved_but_wrong")) for r in rs)
+        L.append(f"| {sub} | " + " | ".join(cells) + f" | {n_fast} / {n_cvx} |")
+    fast = [r for r in recs if r.get("solved_but_wrong")]
+    seen = set()
+    L += ["", "### Fast results solved but wrong (converged=True, KKT residual above the tier: failures)", ""]
+    rows = []
+    for r in fast:
+        if r["id"] in seen:
+            continue
+        seen.add(r["id"])
+        k = r["kkt"]
+        rows.append(f"| {r['id']} | {_e(k['kkt'])} | {_e(k['stationarity'])} | {_e(k['primal_feasibility'])} | "
+                    f"{_e(k['complementarity'])} |")
+    L += (["| case | kkt | stationarity | feasibility | complementarity |", "|---|---|---|---|---|"] + rows
+          if rows else ["None."])
+    cvx = [r for r in recs if r.get("cvx_solved_but_wrong")]
+    L += ["", "### CVXPY results optimal but inaccurate (status optimal, KKT residual above the solver's tier: "
+          "flagged, not failures)", ""]
+    if cvx:
+        cnt = defaultdict(int)
+        for r in cvx:
+            cnt[(r["solver"], r["subproblem"], r["variant"])] += 1
+        L += [f"{len(cvx)} CVXPY solutions:", "", "| solver | subproblem | variant | count |", "|---|---|---|---|"]
+        L += [f"| {a} | {b} | {c} | {n} |" for (a, b, c), n in sorted(cnt.items())]
+        L += ["", "| case | solver | kkt | stationarity | feasibility | complementarity | gap vs fast |",
+              "|---|---|---|---|---|---|---|"]
+        for r in cvx[:40]:
+            k = r["kkt_cvx"]
+            L.append(f"| {r['id']} | {r['solver']} | {_e(k['kkt'])} | {_e(k['stationarity'])} | "
+                     f"{_e(k['primal_feasibility'])} | {_e(k['complementarity'])} | {_e(r['fast_excess'])} |")
+        if len(cvx) > 40:
+            L.append(f"| ... {len(cvx) - 40} more in verification.json | | | | | | |")
+    else:
+        L += ["None."]
+    return L + [""]
+
+
+def _kkt_per_case(recs: list[dict], order: list[str]) -> list[str]:
+    """One row per instance: the fast result's KKT residuals and each CVXPY solution's kkt
+    (``!`` marks a flag), folded in a details block."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in recs:
+        by[r["id"]].append(r)
+    rank = {s: i for i, s in enumerate(order)}
+    ids = sorted(by, key=lambda i: (rank.get(by[i][0]["subproblem"], len(rank)), by[i][0]["seed"]))
+    L = ["## KKT residuals per case", "",
+         f"<details><summary>{len(ids)} instances: fast converged, fast KKT residuals (stationarity / "
+         "feasibility / complementarity), each CVXPY solution's kkt; `!` marks solved but wrong</summary>", "",
+         "| case | conv | stationarity | feasibility | complementarity | " + " | ".join(SOLVERS) + " |",
+         "|---|---|---|---|---|" + "---|" * len(SOLVERS)]
+    for i in ids:
+        rs = by[i]
+        k = rs[0].get("kkt") or {}
+        bang = "!" if rs[0].get("solved_but_wrong") else ""
+        conv = {True: "yes", False: "no", None: "-"}[rs[0].get("fast_converged")]
+        cells = []
+        for sv in SOLVERS:
+            c = [r for r in rs if r["solver"] == sv]
+            cells.append("-" if not c or not c[0].get("kkt_cvx") else
+                         _e(c[0]["kkt_cvx"]["kkt"]) + ("!" if c[0].get("cvx_solved_but_wrong") else ""))
+        L.append(f"| {i} | {conv} | {_e(k.get('stationarity'))}{bang} | {_e(k.get('primal_feasibility'))} | "
+                 f"{_e(k.get('complementarity'))} | " + " | ".join(cells) + " |")
+    return L + ["", "</details>", ""]

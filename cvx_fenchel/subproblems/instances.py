@@ -14,13 +14,17 @@ Variants (:data:`VARIANTS`):
   (all pre-activations negative), ``tiny-lambda`` (1e-3) and ``huge-lambda`` (1e3) for the
   divergence weights (the loss weight ``coef`` of an output W-step), ``zero-input`` (the data
   fixed inside the subproblem is 0), and for W-steps ``rho=0``, ``gamma=0``;
-* ill-conditioned, for kinds with input features (W-steps, the lower bound): ``scale=1e-3`` and
-  ``scale=1e4`` multiply the features ``X`` by ``s`` and divide the weights that multiply them
-  (``W0``) by ``s``, so pre-activations keep their size while the data term's curvature in the
-  weights grows by ``s^2``; a W-step's ridge and proximal weights grow by ``s^2`` too (the data
-  term keeps its ratio to them in ``W``; the bias, not rescaled, is held ``s^2`` times more or
-  less tightly, which is where the conditioning changes); and for W-steps ``small-rho``
-  (:math:`\rho = 10^{-5}`, :math:`\gamma = 0`: strongly convex only through a tiny ridge).
+* ill-conditioned, for kinds with input features (W-steps, the lower bound): ``scale=1e-3``,
+  ``scale=1e-1``, ``scale=1e2`` and ``scale=1e4`` multiply the features ``X`` by ``s`` and divide
+  the weights that multiply them (``W0``) by ``s``, so pre-activations keep their size while the
+  data term's curvature in the weights grows by ``s^2``; a W-step's ridge and proximal weights
+  grow by ``s^2`` too (the data term keeps its ratio to them in ``W``; the bias, not rescaled, is
+  held ``s^2`` times more or less tightly, which is where the conditioning changes); for W-steps
+  ``small-rho`` (:math:`\rho = 10^{-5}`, :math:`\gamma = 0`: strongly convex only through a tiny
+  ridge) and the grid :data:`W_ILL_GRID` ``s=<scale>,rho=<rho>`` (scales 1e-3..1e4, ``rho`` from
+  1e-4 up, **not** scaled, ``gamma = 0``): there the weights' curvature ``~ s^2`` meets a fixed
+  ridge, so :math:`L/\mu` reaches ``~1e12`` (the output W-step of issue 13, point 11, had
+  features ~2e4 and ``rho = 0.1``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from .lnn import LNNSimplexCE, LNNW, LNNX
 from .wsteps import WHidden, WLast
 from .xsteps import XHidden, XLast
 
-__all__ = ["Spec", "Instance", "VARIANTS", "EDGE_VARIANTS", "W_VARIANTS", "ILL_CONDITIONED", "example_map",
+__all__ = ["Spec", "Instance", "VARIANTS", "EDGE_VARIANTS", "W_VARIANTS", "ILL_CONDITIONED", "W_ILL_CONDITIONED",
+           "W_ILL_GRID", "example_map",
            "map_labels", "build_x_hidden", "build_x_last", "build_w_step", "build_lnn_x", "build_simplex",
            "build_lower_bound"]
 
@@ -49,9 +54,15 @@ __all__ = ["Spec", "Instance", "VARIANTS", "EDGE_VARIANTS", "W_VARIANTS", "ILL_C
 EDGE_VARIANTS = ("one-sample", "one-unit", "all-negative", "tiny-lambda", "huge-lambda", "zero-input")
 #: Extra edge variants of W-steps (they have a ridge/proximal term).
 W_VARIANTS = ("rho=0", "gamma=0")
-#: Ill-conditioned variants: feature scales for kinds with input features; ``small-rho`` for W-steps.
-ILL_CONDITIONED = ("scale=1e-3", "scale=1e4")
-W_ILL_CONDITIONED = ("small-rho",)
+#: Ill-conditioned variants: feature scales 1e-3..1e4 for kinds with input features (a W-step's
+#: ridge and proximal weights scaled with them); for W-steps also ``small-rho`` and the grid
+#: :data:`W_ILL_GRID` of feature scales x fixed small ridges.
+ILL_CONDITIONED = ("scale=1e-3", "scale=1e-1", "scale=1e2", "scale=1e4")
+#: ``(feature scale, rho)`` of the W-step variants ``s=<scale>,rho=<rho>``: features times ``s``,
+#: start weights over ``s``, ``rho`` as given (not scaled), ``gamma = 0``.
+W_ILL_GRID = (("1e-3", "1e-4"), ("1e-3", "1e-1"), ("1e-1", "1e-4"), ("1e2", "1e-4"), ("1e2", "1e-1"),
+              ("1e4", "1e-4"), ("1e4", "1e-1"), ("1", "1e-4"))
+W_ILL_CONDITIONED = ("small-rho",) + tuple(f"s={a},rho={r}" for a, r in W_ILL_GRID)
 VARIANTS = ("random",) + EDGE_VARIANTS + W_VARIANTS + ILL_CONDITIONED + W_ILL_CONDITIONED
 SMALL_RHO = 1e-5
 
@@ -115,7 +126,16 @@ def _shape_str(**parts) -> str:
 
 
 def _scale(variant: str) -> float:
-    return float(variant.split("=", 1)[1]) if variant.startswith("scale=") else 1.0
+    if variant.startswith("scale="):
+        return float(variant.split("=", 1)[1])
+    if variant.startswith("s="):
+        return float(variant.split(",")[0].split("=", 1)[1])
+    return 1.0
+
+
+def _grid_rho(variant: str) -> float | None:
+    """``rho`` of a :data:`W_ILL_GRID` variant ``s=<scale>,rho=<rho>`` (None for other variants)."""
+    return float(variant.split("rho=", 1)[1]) if variant.startswith("s=") else None
 
 
 def _lam(variant: str, rng: np.random.Generator) -> float:
@@ -144,6 +164,10 @@ class _Draw:
         self.rho = 0.0 if v in ("rho=0",) else (SMALL_RHO if v == "small-rho" else float(rng.uniform(0.05, 0.5)))
         self.gamma = 0.0 if v in ("gamma=0", "small-rho") else float(rng.uniform(0.05, 0.5))
         self.scale = _scale(v)
+        grid_rho = _grid_rho(v)
+        self.ridge_scales = grid_rho is None  # grid variants: rho fixed, not scaled with the features
+        if grid_rho is not None:
+            self.rho, self.gamma = grid_rho, 0.0
         self.act = None if spec.activation is None else example_activation(spec.activation)
 
     def A(self, a):
@@ -224,7 +248,7 @@ def build_w_step(spec: Spec, xp=np, dtype=np.float64) -> Instance:
         W0, b0 = -np.abs(W0), -np.ones(mp.bias_shape)
     # feature scale s: X s, W0 / s, rho and gamma s^2 (the data term's curvature in W keeps its
     # ratio to the ridge's; the bias, not rescaled, is held s^2 times more tightly)
-    s2 = d.scale ** 2
+    s2 = d.scale ** 2 if d.ridge_scales else 1.0
     X, W0 = d.scale * X, W0 / d.scale
     kw = dict(rho=s2 * d.rho, gamma=s2 * d.gamma, W0=d.A(W0), b0=d.A(b0), linear_map=mp, dtype=dtype)
     if s == "W-hidden":

@@ -73,6 +73,10 @@ class LNNW(WStep):
         self.X_next, self.lam = d["X_next"], lam
         self.data = QuadTerm(self.X_next, lam)
 
+    def _rebuild(self, dtype):
+        return LNNW(self.X, self.X_next, lam=self.lam, rho=self.rho, gamma=self.gamma, W0=self.W0, b0=self.b0,
+                    linear_map=self.map, dtype=dtype)
+
     def closed_form_available(self) -> bool:
         return isinstance(self.map, Dense)
 

@@ -148,7 +148,7 @@ class BoundKind(SubproblemKind):
 
     def solve_fast(self, inst, *, tol, max_iter):
         out = bound.lower_bound(**inst.bound_args, method="fast", tol=tol, max_iter=max_iter)
-        return out.X1, None, None, {"G_fast": float(out.G), "p": float(out.p), "fast_method": "fista"}
+        return out.X1, None, bool(out.converged), {"G_fast": float(out.G), "p": float(out.p), "fast_method": "fista"}
 
     def solve_cvxpy(self, inst, solver, **kwargs):
         if kwargs:  # the same declaration (its XLast) with the caller's settings

@@ -11,6 +11,7 @@ form); how the problem is solved is a strategy object (:mod:`.strategies`) chose
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -25,9 +26,9 @@ from ..errors import ConvergenceWarning, InputError
 from ..losses import get_loss
 from ..maps import Dense, LinearMap
 from ..ridge import Ridge
-from ..solvers import FastResult, prox_grad_residual, ridge_solve
-from .common import check_domain, check_shape, common_arrays, solver_tol
-from .strategies import GradientStep, Strategy, check_applies, get_strategy, select_strategy
+from ..solvers import FastResult, cholesky, cholesky_solve, default_tol, prox_grad_residual, ridge_solve
+from .common import check_domain, check_shape, common_arrays, result, solver_tol
+from .strategies import STRATEGIES, GradientStep, Strategy, check_applies, get_strategy, select_strategy
 from .terms import DivergenceTerm, LossTerm
 from .xsteps import loss_tag
 
@@ -176,37 +177,42 @@ class WStep:
         Gram-metric / sample-space strategies out): closed form where one exists, else Gram-metric
         steps in sample space or in weight space, else FISTA. From ``x0`` (default :meth:`start`);
         ``FastResult.method`` names the strategy. The reported residual is always the Euclidean
-        scale-free one (:meth:`residual`)."""
+        scale-free one (:meth:`residual`); ``converged`` is backed as :meth:`_certify` says (without a
+        ridge, a float32 solve whose residual test passed is refined in float64 first)."""
         t0 = time.perf_counter()
         tol = solver_tol(tol, self.dtype)
-        if strategy is None:
-            strategy = select_strategy(self, precondition=precondition, sample_space=sample_space)
-        else:
+        chosen = strategy is not None
+        if chosen:
             strategy = check_applies(get_strategy(strategy), self)
+        else:
+            strategy = select_strategy(self, precondition=precondition, sample_space=sample_space)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
         x0 = self.start() if x0 is None else self._check_x(x0, "x0")
         r = strategy.solve(self, x0, tol=tol, max_iter=max_iter, warn=warn)
         if strategy.name != "gradient-step":
-            r = self._certify(r, tol)
-            if warn and not r.converged and r.note.startswith("certified gap"):
-                warnings.warn(f"{self.name}: the residual met tol but {r.note}", ConvergenceWarning,
-                              stacklevel=2)
+            if self.ridge.curvature <= 0:
+                again = strategy if chosen else functools.partial(select_strategy, precondition=precondition,
+                                                                  sample_space=sample_space)
+                r = self._certify_unregularised(r, tol, again, max_iter)
+                if warn and not r.converged and r.note.startswith("no certificate"):
+                    warnings.warn(f"{self.name}: {r.note}", ConvergenceWarning, stacklevel=2)
+            else:
+                r = self._certify(r, tol)
+                if warn and not r.converged and r.note.startswith("certified gap"):
+                    warnings.warn(f"{self.name}: the residual met tol but {r.note}", ConvergenceWarning,
+                                  stacklevel=2)
         return dataclasses.replace(r, seconds=time.perf_counter() - t0)
 
     def _certify(self, r: FastResult, tol: float) -> FastResult:
         r"""Back ``converged`` by a certified bound. The objective is :math:`\mu`-strongly convex with
-        :math:`\mu = 2(
-ho+\gamma)` (the data term is convex), so
-        :math:`f(x) - f^* \le \|
-abla f(x)\|^2 / (2\mu)`: ``converged`` needs this bound, relative
+        :math:`\mu = 2(\rho+\gamma)` (the data term is convex), so
+        :math:`f(x) - f^* \le \|\nabla f(x)\|^2 / (2\mu)`: ``converged`` needs this bound, relative
         to :math:`\max(1, |f(x)|)`, to be at most ``tol`` besides the residual test. A small
         residual alone is not enough when :math:`L/\mu` is large (ill-conditioned features).
-        Without a ridge (:math:`\mu = 0`) there is no such bound and ``converged`` rests on the
-        residual (a scaled KKT residual), as ``note`` says."""
+        Without a ridge (:math:`\mu = 0`) see :meth:`_certify_unregularised`."""
         mu = self.ridge.curvature
-        if mu <= 0:
-            return dataclasses.replace(r, note="" if not r.converged else
-                                       "KKT residual only (rho + gamma = 0: no strong-convexity bound)")
+        if mu <= 0:  # pragma: no cover - solve_fast routes mu = 0 to _certify_unregularised
+            return r
         # the residual is ||g|| / L / max(1, ||x||) (a plain gradient step): no second gradient
         xp = self.xp
         x_norm = math.sqrt(sum(float(xp.vdot(a.ravel(), a.ravel())) for a in r.x))
@@ -216,6 +222,90 @@ abla f(x)\|^2 / (2\mu)`: ``converged`` needs this bound, relative
         note = "" if ok else (f"certified gap bound {gap:.3g} > tol {tol:.3g} (||grad f||^2 / (2 mu), "
                               f"mu = 2(rho + gamma) = {mu:.3g})" if r.converged else r.note)
         return dataclasses.replace(r, converged=ok, gap_bound=gap, note=note)
+
+    def _certify_unregularised(self, r: FastResult, tol: float, strategy, max_iter: int) -> FastResult:
+        r"""``converged`` without a ridge (:math:`\rho = \gamma = 0`: no strong convexity, no upper
+        bound on the gap from the gradient).
+
+        The Euclidean residual :math:`\|\nabla f\|/(L\max(1,\|x\|))` is then a weak test: with
+        ill-conditioned features or data (ReLU units switched off, features scaled by 1e4) it
+        passes far from the optimum (float32 W-steps stopped with objectives 2e-2 relative, and
+        22 absolute at :math:`\lambda = 10^3`, above the optimum). So
+
+        * a float32 (any non-float64) result whose residual test passed is refined in float64 from
+          that point, to ``min(tol, 1e-9)``, then rounded to the working dtype: the float32-achievable
+          accuracy; ``method`` gets ``+float64``. ``strategy`` is the caller's strategy when it
+          applies to the float64 twin, else a function choosing one (:func:`select_strategy` with
+          the caller's options: in float64 the Gram factorisation succeeds where float32's failed);
+        * ``converged`` also needs :meth:`gap_lower_bound` (float64) at most that tolerance: one
+          majorise-minimise step in the Gram metric would lower the objective by more otherwise,
+          so the point is provably not optimal to that tolerance.
+
+        Passing both is a KKT test (no certified upper bound exists without strong convexity;
+        ``gap_bound`` stays nan); ``note`` says which test failed, or what backs the result."""
+        if not r.converged:
+            return r
+        twin = self.astype(np.float64)
+        x, n, method, conv, tol64 = r.x, r.n_iter, r.method, True, tol
+        if twin is not self:
+            tol64 = min(tol, default_tol(np.float64))
+            s = strategy if isinstance(strategy, Strategy) and strategy.applies(twin) else \
+                (strategy(twin) if not isinstance(strategy, Strategy) else select_strategy(twin))
+            r64 = s.solve(twin, tuple(a.astype(twin.dtype) for a in r.x), tol=tol64, max_iter=max_iter, warn=False)
+            x, conv, n, method = r64.x, bool(r64.converged), n + r64.n_iter, f"{method}+{s.name}[float64]"
+        lb = twin.gap_lower_bound(x)
+        ok = conv and lb <= tol64
+        if ok:
+            note = (f"rho + gamma = 0: KKT test only (residual <= {tol64:.3g} and Gram-metric gap lower bound "
+                    f"{lb:.3g} <= {tol64:.3g}{', in float64' if twin is not self else ''}; no certified gap bound)")
+        elif not conv:
+            note = (f"no certificate: rho + gamma = 0 and the float64 refinement of the {self.dtype.name} result "
+                    f"stopped at the iteration cap ({max_iter}) above tol {tol64:.3g}")
+        else:
+            note = (f"no certificate: rho + gamma = 0 and a Gram-metric step would lower the objective by at least "
+                    f"{lb:.3g} (relative) > tol {tol64:.3g}: stopped early on the Euclidean residual")
+        if twin is not self:
+            x = tuple(a.astype(self.dtype) for a in x)
+            return dataclasses.replace(result(x, self.objective(x), n, ok, self.residual(x), 0.0, method), note=note)
+        return dataclasses.replace(r, converged=ok, note=note)
+
+    def astype(self, dtype) -> WStep:
+        """The same problem with its arrays in ``dtype`` (``self`` when already so; a new problem
+        otherwise, e.g. the float64 twin of a float32 W-step)."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return self._rebuild(np.dtype(dtype))
+
+    def _rebuild(self, dtype):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def gap_lower_bound(self, x) -> float:
+        r"""A lower bound on the relative suboptimality :math:`(f(x) - f^*)/\max(1, |f(x)|)`, in float64.
+
+        :math:`P = L_\text{data}[F\,1]^\top[F\,1] + 2(\rho+\gamma)I` (per output channel; ``F``
+        the features of a dense or convolutional map, :meth:`~cvx_fenchel.maps.FixedInput.gram`)
+        majorises the Hessian, so the step :math:`x - P^{-1}g` lowers :math:`f` by at least
+        :math:`\tfrac12 g^\top P^{-1} g` (``g`` the gradient): :math:`f(x) - f^*` is at least that.
+        It is invariant to rescaling the features (the metric follows them), unlike
+        :math:`\|g\|/L`. Maps without features (or with more than ``Gram.max_dim`` of them) use
+        :math:`P = LI`: :math:`\|g\|^2/(2L)`. :math:`P` gets the jitter
+        :math:`10^{-12}\max\mathrm{diag}` (without a ridge ``g`` lies in its range, up to rounding)."""
+        p = self.astype(np.float64)
+        x = p._check_x(x)
+        g = p._grad(x)
+        f = p.objective(x)
+        xp = p.xp
+        F = p.op.features()
+        if F is None or F.shape[1] + 1 > STRATEGIES["gram"].max_dim or p.data.lipschitz <= 0:
+            dec = 0.5 * sum(float(xp.vdot(a.ravel(), a.ravel())) for a in g) / p.lipschitz
+        else:
+            k = p.map.weight_shape[-1]
+            G = xp.concatenate([g[0].reshape(-1, k), g[1].reshape(1, k)], axis=0)
+            P = p.data.lipschitz * p.op.gram()
+            jitter = p.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
+            D = cholesky_solve(cholesky(P + jitter * xp.eye(P.shape[0], dtype=P.dtype)), G)
+            dec = 0.5 * float(xp.sum(G * D))
+        return max(dec, 0.0) / max(1.0, abs(f))
 
     def gradient_step(self, x, lr: float | None = None):
         """One gradient step ``x - lr * grad`` (default ``lr = 1/L``): :class:`~.strategies.GradientStep`."""
@@ -268,6 +358,10 @@ class WHidden(WStep):
         self.X_next, self.activation, self.lam = d["X_next"], act, lam
         self.data = DivergenceTerm(act, self.X_next, lam)
 
+    def _rebuild(self, dtype):
+        return WHidden(self.X, self.X_next, self.activation, lam=self.lam, rho=self.rho, gamma=self.gamma,
+                       W0=self.W0, b0=self.b0, linear_map=self.map, dtype=dtype)
+
 
 class WLast(WStep):
     r"""W-step of the output layer.
@@ -296,6 +390,10 @@ class WLast(WStep):
         self.loss_fn.check_targets(d["Y"], f"{self.name}: Y")
         self.Y = d["Y"]
         self.data = LossTerm(self.loss_fn, self.Y, self.coef)
+
+    def _rebuild(self, dtype):
+        return WLast(self.X, self.Y, loss=self.loss_fn, coef=self.coef, rho=self.rho, gamma=self.gamma,
+                     W0=self.W0, b0=self.b0, linear_map=self.map, dtype=dtype)
 
     def closed_form_available(self) -> bool:
         return bool(self.loss_fn.quadratic) and isinstance(self.map, Dense)
