@@ -82,6 +82,12 @@ class Loss:
     def grad(self, Y: Any, O: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def curv_dir(self, Y: Any, O: Any, D: Any) -> Any:
+        """Per-sample second derivative :math:`\\tfrac{d^2}{dt^2}\\mathcal L(Y_i, O_i + tD_i)` at
+        ``t = 0`` (shape ``(m,)``), or None when the loss does not give it (then the line-search
+        solver :func:`~cvx_fenchel.solvers.pcg_metric` does not apply)."""
+        return None
+
     def cvxpy(self, Y: np.ndarray, O: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -109,6 +115,10 @@ class MSE(Loss):
     def grad(self, Y: Any, O: Any) -> Any:
         return O - Y
 
+    def curv_dir(self, Y: Any, O: Any, D: Any) -> Any:
+        xp, _ = get_namespace(D)
+        return xp.sum(D * D, axis=1)
+
     def cvxpy(self, Y: np.ndarray, O: Any) -> Any:
         import cvxpy as cp
         return 0.5 * cp.sum_squares(O - Y)
@@ -132,6 +142,13 @@ class CrossEntropy(Loss):
 
     def grad(self, Y: Any, O: Any) -> Any:
         return softmax(O, axis=1) - Y
+
+    def curv_dir(self, Y: Any, O: Any, D: Any) -> Any:
+        """:math:`D_i^\\top(\\mathrm{diag}(p_i) - p_ip_i^\\top)D_i = \\sum_k p_k d_k^2 - (\\sum_k p_k d_k)^2`."""
+        xp, _ = get_namespace(D)
+        P = softmax(O, axis=1)
+        pd = xp.sum(P * D, axis=1)
+        return xp.maximum(xp.sum(P * D * D, axis=1) - pd * pd, 0)
 
     def cvxpy(self, Y: np.ndarray, O: Any) -> Any:
         import cvxpy as cp

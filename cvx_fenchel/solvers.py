@@ -256,6 +256,120 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     return x, max_iter, False
 
 
+def _blocks(a: Any, k: int) -> Any:
+    """Sums of ``a`` over all entries of each of ``k`` blocks: the last axis (an output channel)
+    when ``k > 1`` (a flattened NHWC array keeps the channel fastest, so ``reshape(-1, k)`` groups
+    it), everything when ``k == 1``."""
+    return a.reshape(-1, k).sum(axis=0)
+
+
+def _tree_blocks(a: Tree, b: Tree, k: int) -> Any:
+    return sum(_blocks(u * v, k) for u, v in zip(a, b))
+
+
+def _scale(a: Any, t: Any, k: int) -> Any:
+    """``a`` with block ``j`` multiplied by ``t[j]``."""
+    return (a.reshape(-1, k) * t).reshape(a.shape)
+
+
+def pcg_metric(grad_at: Callable[[Tree, Any], Tree], image: Callable[[Tree], Any],
+               solve_P: Callable[[Tree], Tree], dPd: Callable[[Tree, Any], Any], data: Any,
+               x0: Tree, U0: Any, *, k: int, curvature: float, tol: float, max_iter: int,
+               lipschitz: float, norm_sq_x: Callable[[Tree], Any] | None = None,
+               value_at: Callable[[Tree, Any], Any] | None = None,
+               newton_steps: int = 2) -> tuple[Tree, int, bool]:
+    r"""Preconditioned nonlinear conjugate gradient with an exact line search per block.
+
+    Minimises :math:`f(x) = \mathrm{data}(U(x)) + R(x)` where :math:`U` is affine
+    (:math:`U(x + td) = U(x) + t\,\mathrm{image}(d)`), ``data`` is a term of :mod:`.terms` (``grad``,
+    ``curv_dir``, ``value_elems``) and :math:`R` is quadratic with Hessian ``curvature`` :math:`I`
+    (a W-step's ridge). When ``data`` is a sum over the output channels' entries (``k`` channels,
+    each depending on its own weights only: a W-step of a divergence term), :math:`f` is a sum of
+    ``k`` independent problems and every scalar below (step, :math:`\beta`, restart) is taken per
+    channel; otherwise ``k = 1``.
+
+    With the preconditioned gradient :math:`z = P^{-1}g` (``P`` majorises the Hessian, as in
+    :func:`fista_metric`), directions are :math:`d = -z + \beta d_-` with Polak-Ribiere+
+    :math:`\beta = \max(0, \langle z, g - g_-\rangle / \langle z_-, g_-\rangle)` (``d = -z`` where
+    that is not a descent direction), and the step :math:`t` minimises
+    :math:`\varphi(t) = f(x + td)`: from the majorise-minimise step
+    :math:`t_0 = -\langle g, d\rangle / d^\top P d` (which decreases :math:`f` at least as much as
+    a step of :func:`fista_metric` would), ``newton_steps`` Newton steps on
+    :math:`\varphi'(t) = \langle\nabla\mathrm{data}(U + tW_d) - \nabla\mathrm{data}(U), W_d\rangle +
+    \langle g, d\rangle + t\,\mathrm{curvature}\|d\|^2` (with :math:`\varphi''` from
+    ``data.curv_dir``), kept only where they lower :math:`\varphi` below :math:`\varphi(t_0)`.
+    Each iteration is one ``image``, one gradient from the updated ``U`` and one ``solve_P``;
+    all of it stays on the device (no host read) except the stopping test, read every
+    :func:`~cvx_fenchel.backend.check_interval` iterations.
+
+    Stops at ``x`` as soon as the caller's convergence certificate holds: the residual
+    :math:`\|\nabla f(x)\| / L \le` ``tol`` :math:`\max(1, \|x\|)` (``L = lipschitz``) and, when
+    ``curvature > 0`` (then :math:`f` is ``curvature``-strongly convex), with ``value_at(x, U)``
+    giving :math:`f(x)`, the suboptimality bound
+    :math:`\|\nabla f(x)\|^2 / (2\,\mathrm{curvature}) \le` ``tol`` :math:`\max(1, |f(x)|)`.
+
+    Returns
+    -------
+    (x, n_iter, step_converged)
+    """
+    xs = [a for a in x0 if a is not None]
+    xp, _ = get_namespace(*xs)
+    dt = xs[0].dtype
+    every = check_interval(xp)
+    nsq = norm_sq_x or (lambda v: _sq(v, xp))
+    tiny = float(np.finfo(dt).tiny)
+    x, U = x0, U0
+    g = grad_at(x, U)
+    z = solve_P(g)
+    d = tuple(-e for e in z)
+    zg_prev = None
+    for it in range(1, max_iter + 1):
+        if it % every == 0 or it == 1:
+            cert = curvature > 0 and value_at is not None
+            g2, x2, fx = read(_sq(g, xp), nsq(x), value_at(x, U) if cert else 0.0)
+            g2 = max(g2, 0.0)
+            if math.sqrt(g2) / lipschitz <= tol * max(1.0, math.sqrt(max(x2, 0.0))) and \
+                    (not cert or g2 / (2.0 * curvature) <= tol * max(1.0, abs(fx))):
+                return x, it - 1, True
+        gd = _tree_blocks(g, d, k)
+        if zg_prev is not None:  # not a descent direction (an inexact line search): steepest
+            bad = gd >= 0
+            d = tuple(xp.where(bad, -e.reshape(-1, k), a.reshape(-1, k)).reshape(a.shape)
+                      for a, e in zip(d, z))
+            gd = _tree_blocks(g, d, k)
+        Wd = image(d)
+        dd = _tree_blocks(d, d, k)
+        pd = xp.maximum(dPd(d, Wd), tiny)
+        t0 = -gd / pd
+        gU = data.grad(U)
+        gUW = _blocks(gU * Wd, k)
+
+        def phi(t):  # phi(t) up to a constant, per block
+            dv = _blocks(data.value_elems(U + _scale(Wd, t, k)), k)
+            return dv + t * (gd - gUW) + 0.5 * curvature * t * t * dd
+
+        def newton(t):
+            Ut = U + _scale(Wd, t, k)
+            d1 = _blocks((data.grad(Ut) - gU) * Wd, k) + gd + curvature * t * dd
+            d2 = _blocks(data.curv_dir(Ut, Wd), k) + curvature * dd
+            return t - d1 / xp.maximum(d2, tiny)
+
+        t = t0
+        for _ in range(newton_steps):
+            t = newton(t)
+        t = xp.where((phi(t) <= phi(t0)) & (t > 0), t, t0).astype(dt)
+        x = tuple(a + _scale(e, t, k) for a, e in zip(x, d))
+        U = U + _scale(Wd, t, k)
+        g_new = grad_at(x, U)
+        z_new = solve_P(g_new)
+        zg = _tree_blocks(z, g, k)
+        beta = _tree_blocks(z_new, tuple(a - b for a, b in zip(g_new, g)), k) / xp.maximum(zg, tiny)
+        beta = xp.maximum(beta, 0).astype(dt)
+        d = tuple(-a + _scale(e, beta, k) for a, e in zip(z_new, d))
+        g, z, zg_prev = g_new, z_new, zg
+    return x, max_iter, False
+
+
 def cholesky(G: Any) -> Any:
     r"""Lower Cholesky factor :math:`L` of a symmetric positive definite ``G`` (:math:`G = LL^\top`).
 

@@ -39,7 +39,8 @@ import numpy as np
 from ..backend import check_scalar, get_namespace
 from ..errors import ConvergenceWarning, InputError, UnknownNameError
 from ..maps import Chain, Dense
-from ..solvers import FastResult, cholesky, cholesky_solve, fista, fista_metric, read
+from ..losses import Loss
+from ..solvers import FastResult, _blocks, cholesky, cholesky_solve, fista, fista_metric, pcg_metric, read
 from .common import result
 
 __all__ = ["Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientStep", "SampleSpaceState",
@@ -93,6 +94,21 @@ class Strategy:
         return result(x, obj, n, conv, res, time.perf_counter() - t0, self.name)
 
 
+def line_search_applies(data) -> bool:
+    """Whether the data term gives what :func:`~cvx_fenchel.solvers.pcg_metric` needs (entrywise
+    or per-sample values and directional curvature)."""
+    if not hasattr(data, "curv_dir") or not hasattr(data, "value_elems"):
+        return False
+    loss = getattr(data, "loss", None)
+    return loss is None or type(loss).curv_dir is not Loss.curv_dir
+
+
+def _blocks_of(problem) -> int:
+    """Independent blocks of a W-step: its output channels when the data term is a sum over
+    entries (a divergence), else 1 (the softmax couples a row's outputs)."""
+    return int(problem.map.weight_shape[-1]) if problem.data.separable else 1
+
+
 def finish_values(problem, x) -> tuple[float, float]:
     """``(residual, objective)`` of a W-step at ``x = (W, b)`` (as :meth:`WStep.residual` and
     :meth:`WStep.objective`, without their argument checks) in one host read."""
@@ -137,6 +153,8 @@ class GramState:
     chol: Any
     weight_shape: tuple
     inv: Any = None
+    #: the multiple of the identity in ``P`` (a 0-d array): :math:`2(\rho+\gamma) + \epsilon`
+    jitter: Any = 0.0
 
     def solve_P(self, g):
         """:math:`P^{-1} g` for a gradient pair ``g = (gW, gb)``, one solve for all output channels."""
@@ -163,6 +181,11 @@ class Gram(Strategy):
 
     name: ClassVar[str] = "gram"
     max_dim: int = 2048
+    #: the iteration: ``"pcg"`` (:func:`~cvx_fenchel.solvers.pcg_metric`: conjugate directions and
+    #: an exact line search per output channel, where the data term gives its curvature and
+    #: :math:`\rho + \gamma > 0`; it stops on the certificate of :meth:`WStep._certify`) or
+    #: ``"fista"`` (:func:`~cvx_fenchel.solvers.fista_metric`)
+    inner: str = "pcg"
     #: ``P^{-1}`` is applied as a matrix when ``cond(P) <= 1 + L_data ||[F 1]||^2 / (2(rho+gamma))``
     #: is at most this (then it changes the steps by rounding only), else by triangular solves.
     max_cond_inverse: float = 1e12
@@ -190,13 +213,33 @@ class Gram(Strategy):
             P64 = P.astype(xp.float64)
             inv = xp.linalg.inv(P64)
             inv = (0.5 * (inv + inv.T)).astype(P.dtype)
-        return GramState(chol, tuple(problem.map.weight_shape), inv)
+        return GramState(chol, tuple(problem.map.weight_shape), inv, jitter)
 
     def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
         t0 = time.perf_counter()
         S = problem.strategy_state(self)
-        x, n, _ = fista_metric(problem._grad, S.solve_P, tuple(x0), tol=tol, max_iter=max_iter,
-                               lipschitz=problem.lipschitz if problem.ridge.curvature == 0 else None)
+        lip = problem.lipschitz if problem.ridge.curvature == 0 else None
+        if self.inner == "pcg" and problem.ridge.curvature > 0 and line_search_applies(problem.data):
+            # (without a ridge P is definite only through its jitter and f is flat along the null
+            # space of the features: a line search does not bound steps there, so FISTA it is)
+            op, data, ridge, k = problem.op, problem.data, problem.ridge, _blocks_of(problem)
+            L_data = data.lipschitz
+
+            def grad_at(x, U):
+                dW, db = op.adjoint(data.grad(U))
+                return ridge.add_grad(dW, db, *x)
+
+            def dPd(d, Wd):  # d^T P d per block: L_data ||[F 1] d||^2 + jitter ||d||^2
+                return L_data * _blocks(Wd * Wd, k) + S.jitter * sum(_blocks(a * a, k) for a in d)
+
+            def value_at(x, U):
+                return data.value(U, array=True) + ridge.value(*x, array=True)
+
+            x, n, _ = pcg_metric(grad_at, lambda d: op.apply(*d), S.solve_P, dPd, data, tuple(x0),
+                                 op.apply(*x0), k=k, curvature=ridge.curvature, tol=tol, max_iter=max_iter,
+                                 lipschitz=problem.lipschitz, value_at=value_at)
+        else:
+            x, n, _ = fista_metric(problem._grad, S.solve_P, tuple(x0), tol=tol, max_iter=max_iter, lipschitz=lip)
         return self._finish(problem, x, n, tol, max_iter, warn, t0)
 
 
@@ -249,6 +292,8 @@ class SampleSpace(Strategy):
     """
 
     name: ClassVar[str] = "sample-space"
+    #: ``"pcg"`` or ``"fista"``, as for :class:`Gram`
+    inner: str = "pcg"
 
     def applies(self, problem) -> bool:
         return problem.strategy_state(self) is not None
@@ -302,8 +347,28 @@ class SampleSpace(Strategy):
             C = t[0]
             return S.bar_sq + 2 * xp.sum(psi_bar * C) + xp.sum(C * C)
 
-        (C,), n, _ = fista_metric(grad, lambda g: (g[0] / metric,), (C0,), tol=tol, max_iter=max_iter,
-                                  norm_sq_x=norm_sq_x)
+        if self.inner == "pcg" and line_search_applies(data):
+            kb = _blocks_of(problem)
+
+            def grad_at(t, U):
+                return (sq * (Q.T @ data.grad(U)) + c2 * t[0],)
+
+            def image(d):
+                return Q @ (sq * d[0])
+
+            r_bar = problem.ridge.value(*problem.ridge.center(), array=True) \
+                if problem.ridge.center()[0] is not None else 0.0  # R at the centre: R = r_bar + c ||C||^2
+
+            def value_at(t, U):
+                return data.value(U, array=True) + S.c * xp.sum(t[0] * t[0]) + r_bar
+
+            (C,), n, _ = pcg_metric(grad_at, image, lambda g: (g[0] / metric,),
+                                    lambda d, Wd: _blocks(metric * d[0] * d[0], kb), data, (C0,),
+                                    U_bar + image((C0,)), k=kb, curvature=c2, tol=tol, max_iter=max_iter,
+                                    lipschitz=problem.lipschitz, norm_sq_x=norm_sq_x, value_at=value_at)
+        else:
+            (C,), n, _ = fista_metric(grad, lambda g: (g[0] / metric,), (C0,), tol=tol, max_iter=max_iter,
+                                      norm_sq_x=norm_sq_x)
         theta = S.theta_bar + S.Phi.T @ (S.Q64 @ (C.astype(xp.float64) / S.sq64[:, None]))
         theta = theta.astype(problem.dtype)
         x = (theta[:-1].reshape(problem.map.weight_shape), theta[-1].reshape(problem.map.bias_shape))

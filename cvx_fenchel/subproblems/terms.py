@@ -52,6 +52,18 @@ class DivergenceTerm:
     def grad(self, U):
         return self.weight * (self.act.forward(U) - self.V)
 
+    #: the term is a sum over entries of ``U`` (an output channel's entries depend on its weights only)
+    separable = True
+
+    def value_elems(self, U):
+        """The term's summands (entrywise): their sum over a block is the term on that block."""
+        return self.weight * self.act.divergence(self.V, U)
+
+    def curv_dir(self, U, D):
+        """Entrywise :math:`w\\phi'(U) D^2`: summed over a block of entries, the second derivative of
+        the term along ``D`` on that block."""
+        return self.weight * self.act.derivative(U) * D * D
+
     def cvxpy(self, U):
         return self.weight * self.act.cvxpy_divergence(_host(self.V, U.shape), U)
 
@@ -69,6 +81,18 @@ class LossTerm:
 
     def grad(self, U):
         return self.weight * self.loss.grad(self.Y, U)
+
+    #: a row of ``U`` couples its entries (softmax): no per-channel blocks
+    separable = False
+
+    def value_elems(self, U):
+        """Per-sample values (their sum is the term)."""
+        return self.weight * self.loss.per_sample(self.Y, U)
+
+    def curv_dir(self, U, D):
+        """Per-sample second derivative along ``D`` (None when the loss does not give it)."""
+        c = self.loss.curv_dir(self.Y, U, D)
+        return None if c is None else self.weight * c
 
     def cvxpy(self, U):
         return self.weight * self.loss.cvxpy(np.asarray(to_numpy(self.Y), dtype=float), U)
@@ -88,6 +112,14 @@ class QuadTerm:
 
     def grad(self, U):
         return 2 * self.weight * (U - self.T)
+
+    separable = True
+
+    def curv_dir(self, U, D):
+        return 2 * self.weight * D * D
+
+    def value_elems(self, U):
+        return self.weight * (U - self.T) ** 2
 
     def cvxpy(self, U):
         import cvxpy as cp
