@@ -112,6 +112,7 @@ def test_raw_pixels_are_refused_but_integer_features_are_data():
     assert _fit(FenchelClassifier(hidden=4), Xi, Xi[:, 0] > 2).n_features_in_ == 3
 
 
+@pytest.mark.filterwarnings("ignore::cvx_fenchel.errors.ConvergenceWarning")
 def test_two_classes_decision_function_is_one_column_and_errors_are_sklearns():
     from sklearn.exceptions import DataConversionWarning, NotFittedError
     rng = np.random.default_rng(3)
