@@ -246,13 +246,14 @@ class WStep:
         if not r.converged:
             return r
         twin = self.astype(np.float64)
-        x, n, method, conv, tol64 = r.x, r.n_iter, r.method, True, tol
+        x, n, method, conv, tol64, res64 = r.x, r.n_iter, r.method, True, tol, r.residual
         if twin is not self:
             tol64 = min(tol, default_tol(np.float64))
             s = strategy if isinstance(strategy, Strategy) and strategy.applies(twin) else \
                 (strategy(twin) if not isinstance(strategy, Strategy) else select_strategy(twin))
             r64 = s.solve(twin, tuple(a.astype(twin.dtype) for a in r.x), tol=tol64, max_iter=max_iter, warn=False)
             x, conv, n, method = r64.x, bool(r64.converged), n + r64.n_iter, f"{method}+{s.name}[float64]"
+            res64 = r64.residual
         lb = twin.gap_lower_bound(x)
         ok = conv and lb <= tol64
         if ok:
@@ -260,7 +261,7 @@ class WStep:
                     f"{lb:.3g} <= {tol64:.3g}{', in float64' if twin is not self else ''}; no certified gap bound)")
         elif not conv:
             note = (f"no certificate: rho + gamma = 0 and the float64 refinement of the {self.dtype.name} result "
-                    f"stopped at the iteration cap ({max_iter}) above tol {tol64:.3g}")
+                    f"ended with residual {res64:.3g} > tol {tol64:.3g} (iteration cap {max_iter})")
         else:
             note = (f"no certificate: rho + gamma = 0 and a Gram-metric step would lower the objective by at least "
                     f"{lb:.3g} (relative) > tol {tol64:.3g}: stopped early on the Euclidean residual")
@@ -303,8 +304,11 @@ class WStep:
             G = xp.concatenate([g[0].reshape(-1, k), g[1].reshape(1, k)], axis=0)
             P = p.data.lipschitz * p.op.gram()
             jitter = p.ridge.curvature + 1e-12 * float(xp.max(xp.diagonal(P)) + 1.0)
-            D = cholesky_solve(cholesky(P + jitter * xp.eye(P.shape[0], dtype=P.dtype)), G)
-            dec = 0.5 * float(xp.sum(G * D))
+            try:
+                D = cholesky_solve(cholesky(P + jitter * xp.eye(P.shape[0], dtype=P.dtype)), G)
+                dec = 0.5 * float(xp.sum(G * D))
+            except np.linalg.LinAlgError:  # not numerically definite: the Euclidean metric
+                dec = 0.5 * float(xp.sum(G * G)) / p.lipschitz
         return max(dec, 0.0) / max(1.0, abs(f))
 
     def gradient_step(self, x, lr: float | None = None):
