@@ -64,8 +64,8 @@ tier (:data:`KKT_TOL`) is *solved but wrong*; so is a CVXPY result with status `
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
