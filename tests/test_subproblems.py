@@ -374,20 +374,22 @@ def test_sample_space_w_step_matches_weight_space(m, n, name, rho, gamma, x0_off
 
 
 def test_sample_space_w_step_same_iterates_and_against_cvxpy():
-    """From theta_bar (rho = 0: the start W0) the two parametrisations take the same steps: equal
-    iteration counts at every tolerance; the minimiser matches CVXPY; float32 inputs stay float32
-    and still meet a float32 tolerance."""
+    """From theta_bar (rho = 0: the start W0) the two parametrisations take the same steps with
+    the same inner iteration (FISTA or PCG): equal iteration counts at every tolerance; the
+    minimiser matches CVXPY; float32 inputs stay float32 and still meet a float32 tolerance."""
     rng = np.random.default_rng(3)
     m, n, k = 5, 12, 4
     X = rng.random((m, n))
     W0, b0 = 0.3 * rng.normal(size=(n, k)), 0.1 * np.ones(k)
     X_next = np.maximum(X @ W0 + b0 + 0.3 * rng.normal(size=(m, k)), 0.0)
     sub = WHidden(X, X_next, "relu", rho=0.0, gamma=0.5, W0=W0, b0=b0)
-    for tol in (1e-4, 1e-7, 1e-10):
-        a = sub.solve_fast(tol=tol)
-        b = sub.solve_fast(tol=tol, sample_space=False)
-        assert a.n_iter == b.n_iter
-        assert rel_gap(a.objective, b.objective) <= 1e-12
+    from cvx_fenchel.subproblems.strategies import Gram, SampleSpace
+    for inner in ("fista", "pcg"):
+        for tol in (1e-4, 1e-7, 1e-10):
+            a = sub.solve_fast(tol=tol, strategy=SampleSpace(inner=inner))
+            b = sub.solve_fast(tol=tol, strategy=Gram(inner=inner))
+            assert a.n_iter == b.n_iter
+            assert rel_gap(a.objective, b.objective) <= 1e-12
     _, c = sub.solve_cvxpy("CLARABEL")
     assert rel_gap(a.objective, c.objective) <= 1e-6
     sub32 = WHidden(X.astype(np.float32), X_next.astype(np.float32), "relu", rho=0.0, gamma=0.5,
