@@ -327,14 +327,28 @@ def pcg_metric(grad_at: Callable[[Tree, Any], Tree], image: Callable[[Tree], Any
     z = solve_P(g)
     d = tuple(-e for e in z)
     first = True
+    cert = curvature > 0 and value_at is not None
+    on_host = xp is np
+    # f only falls (monotone line searches), so |f(x)| <= f_start when f >= 0 (a divergence or a
+    # loss plus a ridge): on the host the objective is evaluated only once the bound with f_start
+    # holds (a necessary condition); on a device it is read with the other scalars
+    f_start = read(value_at(x, U))[0] if cert and on_host else math.inf
     for it in range(1, max_iter + 1):
         if it % every == 0:  # (every iteration on NumPy, the start included)
-            cert = curvature > 0 and value_at is not None
-            g2, x2, fx = read(_sq(g, xp), nsq(x), value_at(x, U) if cert else 0.0)
+            g2, x2 = read(_sq(g, xp), nsq(x)) if on_host or not cert else (None, None)
+            if g2 is None:
+                g2, x2, fx = read(_sq(g, xp), nsq(x), value_at(x, U))
             g2 = max(g2, 0.0)
-            if math.sqrt(g2) / lipschitz <= tol * max(1.0, math.sqrt(max(x2, 0.0))) and \
-                    (not cert or g2 / (2.0 * curvature) <= tol * max(1.0, abs(fx))):
-                return x, it - 1, True
+            if math.sqrt(g2) / lipschitz <= tol * max(1.0, math.sqrt(max(x2, 0.0))):
+                if not cert:
+                    return x, it - 1, True
+                gap = g2 / (2.0 * curvature)
+                if on_host and gap <= tol * max(1.0, abs(f_start)) and f_start >= 0:
+                    fx = read(value_at(x, U))[0]
+                elif on_host:
+                    fx = 0.0 if f_start >= 0 else read(value_at(x, U))[0]
+                if gap <= tol * max(1.0, abs(fx)):
+                    return x, it - 1, True
         gd = _tree_blocks(g, d, k)
         if not first:  # not a descent direction (an inexact line search): steepest descent there
             bad = gd >= 0
