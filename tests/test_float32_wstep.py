@@ -127,3 +127,23 @@ def test_regularised_float32_is_unchanged():
                   W0=p.W0.astype(np.float32), b0=p.b0.astype(np.float32), linear_map=p.map)
     r = p32.solve_fast(warn=False)
     assert "float64" not in r.method and r.gap_bound == r.gap_bound
+
+
+def test_dense_refinement_runs_in_sample_space():
+    """A dense layer with fewer samples than inputs (the trainer's case) is refined by Gram-metric
+    steps in sample space (m x m products instead of triangular solves of order n+1; the same
+    iterates), to the float32-achievable accuracy."""
+    rng = np.random.default_rng(3)
+    m, n, k = 40, 120, 30
+    X = rng.uniform(0, 1, (m, n)) * (rng.uniform(size=(m, n)) < 0.3)
+    W0 = rng.standard_normal((n, k)) / np.sqrt(n)
+    b0 = np.full(k, 0.1)
+    Xn = np.maximum(X @ W0 + b0 + 0.3 * rng.standard_normal((m, k)), 0)
+    p64 = WHidden(X, Xn, "relu", lam=2.0, W0=W0, b0=b0)
+    p32 = WHidden(X.astype(np.float32), Xn.astype(np.float32), "relu", lam=2.0, W0=W0.astype(np.float32),
+                  b0=b0.astype(np.float32))
+    f_star = p64.solve_fast(tol=1e-13, max_iter=300_000, warn=False).objective
+    r = p32.solve_fast(warn=False)
+    assert r.converged and r.method.endswith("+sample-space[float64]"), (r.method, r.note)
+    gap = (p64.objective(tuple(a.astype(np.float64) for a in r.x)) - f_star) / max(1.0, abs(f_star))
+    assert gap <= F32_ACHIEVABLE

@@ -26,7 +26,8 @@ from ..errors import ConvergenceWarning, InputError
 from ..losses import get_loss
 from ..maps import Dense, LinearMap
 from ..ridge import Ridge
-from ..solvers import FastResult, cholesky, cholesky_solve, default_tol, prox_grad_residual, ridge_solve
+from ..solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista_metric, prox_grad_residual,
+                       ridge_solve)
 from .common import check_domain, check_shape, common_arrays, result, solver_tol
 from .strategies import STRATEGIES, GradientStep, Strategy, check_applies, get_strategy, select_strategy
 from .terms import DivergenceTerm, LossTerm
@@ -249,11 +250,18 @@ class WStep:
         x, n, method, conv, tol64, res64 = r.x, r.n_iter, r.method, True, tol, r.residual
         if twin is not self:
             tol64 = min(tol, default_tol(np.float64))
-            s = strategy if isinstance(strategy, Strategy) and strategy.applies(twin) else \
-                (strategy(twin) if not isinstance(strategy, Strategy) else select_strategy(twin))
-            r64 = s.solve(twin, tuple(a.astype(twin.dtype) for a in r.x), tol=tol64, max_iter=max_iter, warn=False)
-            x, conv, n, method = r64.x, bool(r64.converged), n + r64.n_iter, f"{method}+{s.name}[float64]"
-            res64 = r64.residual
+            x0 = tuple(a.astype(twin.dtype) for a in r.x)
+            ss = None if isinstance(strategy, Strategy) else twin._refine_in_sample_space(x0, tol64, max_iter)
+            if ss is not None:
+                x, n64 = ss
+                res64 = twin.residual(x)
+                conv, n, method = res64 <= tol64, n + n64, f"{method}+sample-space[float64]"
+            else:
+                s = strategy if isinstance(strategy, Strategy) and strategy.applies(twin) else \
+                    (strategy(twin) if not isinstance(strategy, Strategy) else select_strategy(twin))
+                r64 = s.solve(twin, x0, tol=tol64, max_iter=max_iter, warn=False)
+                x, conv, n, method = r64.x, bool(r64.converged), n + r64.n_iter, f"{method}+{s.name}[float64]"
+                res64 = r64.residual
         lb = twin.gap_lower_bound(x)
         ok = conv and lb <= tol64
         if ok:
@@ -269,6 +277,49 @@ class WStep:
             x = tuple(a.astype(self.dtype) for a in x)
             return dataclasses.replace(result(x, self.objective(x), n, ok, self.residual(x), 0.0, method), note=note)
         return dataclasses.replace(r, converged=ok, note=note)
+
+    def _refine_in_sample_space(self, x0, tol: float, max_iter: int):
+        r"""``(x, n_iter)`` of Gram-metric steps from ``x0`` in sample space without a ridge, or None
+        where that does not apply (not a dense map with fewer samples than weights per unit + 1).
+
+        With :math:`\Phi = [F\,1]` (``m x (n+1)``), :math:`\Phi\Phi^\top = Q\Lambda Q^\top` (eigenvalues
+        below ``1e-13 max`` dropped) and :math:`\Psi = \Phi^\top Q\Lambda^{-1/2}`, the steps
+        :math:`-P^+\nabla f` of the Gram metric (:math:`P = L_\text{data}\Phi^\top\Phi`) keep
+        :math:`\theta = \theta_0 + \Psi C`, where :math:`U = \Phi\theta_0 + Q\Lambda^{1/2}C`,
+        :math:`\nabla_C = \Lambda^{1/2}Q^\top\nabla\mathrm{data}(U)` and the metric is
+        :math:`L_\text{data}\Lambda` (diagonal): the iterates of the Gram strategy at the cost of
+        ``m x m`` products (for a 784-300 layer at batch 100 the float64 refinement took 45 s by
+        triangular solves of order 785). The sample-space strategy needs a ridge for its fixed centre;
+        here the start is the centre. Called on the float64 twin."""
+        mp = self.map
+        F = self.op.features() if isinstance(mp, Dense) or (hasattr(mp, "_split") and isinstance(
+            mp._split()[1], Dense)) else None
+        k = mp.weight_shape[-1]
+        if F is None or F.shape[0] > F.shape[1] + 1 or self.data.lipschitz <= 0 or tuple(mp.out_shape) != (k,):
+            return None
+        xp = self.xp
+        Phi = xp.concatenate([F, xp.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
+        lam, Q = xp.linalg.eigh(Phi @ Phi.T)
+        keep = lam > 1e-13 * max(float(lam[-1]), 1.0)
+        lam, Q = lam[keep], Q[:, keep]
+        sq = xp.sqrt(lam)[:, None]
+        metric = self.data.lipschitz * lam[:, None]
+        theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0)
+        U0 = Phi @ theta0
+        psi0 = (Q.T @ U0) / sq  # Psi^T theta0
+        sq0 = xp.sum(theta0 * theta0)
+        data = self.data
+
+        def grad(t):
+            return (sq * (Q.T @ data.grad(U0 + Q @ (sq * t[0]))),)
+
+        def norm_sq_x(t):  # ||theta0 + Psi C||^2 (Psi orthonormal)
+            return sq0 + 2 * xp.sum(psi0 * t[0]) + xp.sum(t[0] * t[0])
+
+        (C,), n, _ = fista_metric(grad, lambda g: (g[0] / metric,), (xp.zeros_like(psi0),), tol=tol,
+                                  max_iter=max_iter, norm_sq_x=norm_sq_x)
+        theta = theta0 + Phi.T @ (Q @ (C / sq))
+        return (theta[:-1].reshape(mp.weight_shape), theta[-1].reshape(mp.bias_shape)), n
 
     def astype(self, dtype) -> WStep:
         """The same problem with its arrays in ``dtype`` (``self`` when already so; a new problem
