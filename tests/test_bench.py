@@ -22,15 +22,15 @@ pytest.importorskip("torch")
 #: device, so stopping tests are read every DEVICE_CHECK_INTERVAL iterations). Issue 12 point 5
 #: asks for at most 30 (MLP) and 60 (LeNet-5). They were 270 and 633 before the GPU-ready loops
 #: (device-side restarts, one read per test, checks every 8 iterations, values as 0-d arrays);
-#: now MLP 784-300-10, original preset, batch 500: 33 (W0 11, W1 10, X1 9, other 3), and the
-#: LeNet-like network of _lenet_like, batch 100: 72 (W0 11, W1 10, W2 10, W3 11, X1 8, X2 9,
+#: now MLP 784-300-10, original preset, batch 500: 29 (W0 9, W1 8, X1 9, other 3), and the
+#: LeNet-like network of _lenet_like, batch 100: 67 (W0 9, W1 9, W2 9, W3 10, X1 8, X2 9,
 #: X3 10, other 3). What is left per step: the argument checks of each subproblem (finiteness,
 #: domain, targets: one read each), the start's check, the finishing residual and objective,
 #: the certificate, Lipschitz eigenvalues and the Cholesky check of the Gram preconditioner, and
 #: one stopping test per 8 inner iterations. The bounds leave a few for inner-iteration counts
 #: that differ between CPUs (float32 rounding in other BLAS kernels); they catch any real growth.
-MLP_SYNC_BOUND = 35
-LENET_LIKE_SYNC_BOUND = 76
+MLP_SYNC_BOUND = 31  # issue 12 aims at 30; one read of slack for another CPU's iteration counts
+LENET_LIKE_SYNC_BOUND = 70
 
 
 @pytest.fixture(scope="module")

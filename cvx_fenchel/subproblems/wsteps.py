@@ -26,7 +26,7 @@ from ..errors import ConvergenceWarning, InputError
 from ..losses import get_loss
 from ..maps import Dense, LinearMap
 from ..ridge import Ridge
-from ..solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista_metric, prox_grad_residual,
+from ..solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista_metric, prox_grad_residual, read,
                        ridge_solve)
 from .common import check_domain, check_shape, common_arrays, result, solver_tol
 from .strategies import STRATEGIES, GradientStep, Strategy, check_applies, get_strategy, select_strategy
@@ -114,8 +114,14 @@ class WStep:
     def _check_x(self, x, what="x"):
         if not isinstance(x, (tuple, list)) or len(x) != 2:
             raise InputError(f"{self.name}: {what} must be a pair (W, b)")
-        W = check_array(x[0], f"W of {self.name}", shape=self.map.weight_shape, xp=self.xp, dtype=self.dtype)
-        b = check_array(x[1], f"b of {self.name}", shape=self.map.bias_shape, xp=self.xp, dtype=self.dtype)
+        W = check_array(x[0], f"W of {self.name}", shape=self.map.weight_shape, xp=self.xp, dtype=self.dtype,
+                        finite=False)
+        b = check_array(x[1], f"b of {self.name}", shape=self.map.bias_shape, xp=self.xp, dtype=self.dtype,
+                        finite=False)
+        xp = self.xp
+        if not bool(xp.all(xp.isfinite(W)) & xp.all(xp.isfinite(b))):  # one host read for both
+            bad = "W" if not bool(xp.all(xp.isfinite(W))) else "b"
+            raise InputError(f"{bad} of {self.name} contains NaN or inf")
         return W, b
 
     # public API -------------------------------------------------------------------------------
@@ -216,7 +222,7 @@ class WStep:
             return r
         # the residual is ||g|| / L / max(1, ||x||) (a plain gradient step): no second gradient
         xp = self.xp
-        x_norm = math.sqrt(sum(float(xp.vdot(a.ravel(), a.ravel())) for a in r.x))
+        x_norm = math.sqrt(read(sum(xp.vdot(a.ravel(), a.ravel()) for a in r.x))[0])  # one host read
         g_norm = float(r.residual) * self.lipschitz * max(1.0, x_norm)
         gap = g_norm * g_norm / (2.0 * mu) / max(1.0, abs(float(r.objective)))
         ok = bool(r.converged and gap <= tol)
