@@ -126,10 +126,15 @@ def adam_step(x: tuple, g: tuple, moments: AdamMoments | None, *, lr: float, bet
 
 def feed_forward(network: Network, weights: Sequence, X0: Any, Y: Any, xp: Any) -> tuple[list, Any]:
     """``([X_0, ..., X_L], Y)`` of a batch at the feed-forward point (inputs checked)."""
-    X0 = network.check_input(X0, "X", xp=xp)
+    X0 = network.check_input(X0, "X", xp=xp, finite=False)
     Y = xp.asarray(Y, dtype=network.dtype)
     if Y.shape != (X0.shape[0], network.n_outputs):
         raise InputError(f"Y must have shape ({X0.shape[0]}, {network.n_outputs}), got {tuple(Y.shape)}")
+    # the batch's values once (the steps of bcd_pass then skip their own checks): X and Y finite
+    # in one host read, then the loss's targets
+    if not bool(xp.all(xp.isfinite(X0)) & xp.all(xp.isfinite(Y))):
+        raise InputError(f"{'X' if not bool(xp.all(xp.isfinite(X0))) else 'Y'} contains NaN or inf")
+    network.loss_fn.check_targets(Y, "Y")
     Xs, _ = network.forward(X0, weights, return_all=True)
     return Xs, Y
 
@@ -264,25 +269,30 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
             stats["n_capped"] += 0 if conv else 1
         stats["time_w"] += time.perf_counter() - t0
 
-    for _ in range(config.K):
-        for half in ((ws, xs) if config.w_first else (xs, ws)):
-            half()
+    with sub.trusted_inputs():  # every array below was checked by feed_forward or made by a step
+        for _ in range(config.K):
+            for half in ((ws, xs) if config.w_first else (xs, ws)):
+                half()
     return PassResult(weights, Xs, adam, stats)
 
 
 def batch_record(network: Network, weights: Sequence, Xs: Sequence, Y: Any, W0: Sequence | None,
-                 y: Any = None) -> dict:
+                 y: Any = None, before: Any = None) -> dict:
     """``relaxed_objective`` ``J(W, X)`` (proximal terms relative to ``W0``), ``network_loss``
     ``p(W)`` and, with labels ``y``, ``batch_accuracy_after``: the accuracy on the batch the
     weights were just fitted to (optimistic: not an estimate of the training-set accuracy, which
-    the trainer records per epoch). Raises FloatingPointError when ``J`` is not finite (lower
+    the trainer records per epoch); ``before`` (a 0-d array: the accuracy before the update) is
+    read with the rest as ``batch_accuracy_before``. Raises FloatingPointError when ``J`` is not finite (lower
     ``lam``/``coef`` or raise ``gamma``)."""
     xp, _ = get_namespace(Xs[0])
     J = network.relaxed_objective(Xs, Y, weights, W0, array=True)
     O = network.forward(Xs[0], weights)
     acc = xp.mean((xp.argmax(O, axis=1) == y).astype(xp.float64)) if y is not None else 0.0
-    J, loss, acc = read(J, network.loss_fn.value(Y, O, array=True), acc)  # one host read
+    J, loss, acc, acc0 = read(J, network.loss_fn.value(Y, O, array=True), acc,
+                              0.0 if before is None else before)  # one host read
     rec = {"relaxed_objective": J, "network_loss": loss}
+    if before is not None:
+        rec["batch_accuracy_before"] = acc0
     if y is not None:
         rec["batch_accuracy_after"] = acc
     if not math.isfinite(J):

@@ -410,9 +410,10 @@ class Network:
         return out
 
     # ---- feed-forward -----------------------------------------------------------------------
-    def check_input(self, X: Any, name: str = "X", xp: Any = None) -> Any:
-        """Validate a batch ``(m, *input_shape)`` (flat ``(m, prod)`` accepted and reshaped)."""
-        X = check_array(X, name, xp=xp, dtype=self.dtype)
+    def check_input(self, X: Any, name: str = "X", xp: Any = None, finite: bool = True) -> Any:
+        """Validate a batch ``(m, *input_shape)`` (flat ``(m, prod)`` accepted and reshaped;
+        ``finite=False``: the caller checks for NaN/inf itself)."""
+        X = check_array(X, name, xp=xp, dtype=self.dtype, finite=finite)
         if X.ndim >= 1 and tuple(X.shape[1:]) != self.input_shape:
             if X.ndim == 2 and X.shape[1] == math.prod(self.input_shape):
                 X = X.reshape((X.shape[0],) + self.input_shape)

@@ -117,12 +117,11 @@ class BCDTrainer:
             # after init_batch the X are the feed-forward values: only the output layer is left
             O = self.network.pre_activation(self.network.L, st.Xs[-1], st.weights) if fed_forward \
                 else self.network.forward(st.Xs[0], st.weights)
-            before = float(self.xp.mean((self.xp.argmax(O, axis=1) == y).astype(self.xp.float64)))
+            # (a device value, read with the batch record: one host read for both)
+            before = self.xp.mean((self.xp.argmax(O, axis=1) == y).astype(self.xp.float64))
         res = bcd.bcd_pass(self.network, self.config, st.weights, st.Xs, st.Y, st.W0, st.adam)
         st.weights, st.Xs, st.adam = res.weights, res.Xs, res.adam
-        rec = bcd.batch_record(self.network, st.weights, st.Xs, st.Y, st.W0, y)
-        if before is not None:
-            rec["batch_accuracy_before"] = before
+        rec = bcd.batch_record(self.network, st.weights, st.Xs, st.Y, st.W0, y, before=before)
         return {**rec, "time_x": res.stats["time_x"], "time_w": res.stats["time_w"],
                 "time": time.perf_counter() - t0, "n_capped": res.stats["n_capped"],
                 "w_methods": res.stats["w_methods"], "steps": res.stats["steps"]}

@@ -45,6 +45,7 @@ every registered activation, loss and map it declares it applies to.
 """
 
 from .bound import LowerBound, lower_bound
+from .common import inputs_trusted, trusted_inputs
 from .instances import Instance, Spec
 from .lnn import LNNSimplexCE, LNNW, LNNX
 from .registry import SubproblemKind, get_kind, kind_names, kinds, register_kind, unregister_kind
@@ -53,7 +54,7 @@ from .strategies import (ClosedForm, Fista, GradientStep, Gram, GramState, Sampl
 from .wsteps import WHidden, WLast, WStep
 from .xsteps import XHidden, XLast, XStep
 
-__all__ = ["XHidden", "XLast", "WHidden", "WLast", "LNNX", "LNNW", "LNNSimplexCE", "XStep", "WStep",
+__all__ = ["trusted_inputs", "inputs_trusted", "XHidden", "XLast", "WHidden", "WLast", "LNNX", "LNNW", "LNNSimplexCE", "XStep", "WStep",
            "lower_bound", "LowerBound", "Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientStep",
            "SampleSpaceState", "GramState", "select_strategy", "SubproblemKind", "register_kind", "unregister_kind",
            "get_kind", "kinds", "kind_names", "Spec", "Instance", "SUBPROBLEMS"]

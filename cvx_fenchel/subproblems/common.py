@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from ..activations import Activation
@@ -10,7 +13,30 @@ from ..errors import InputError
 from ..maps import Dense, LinearMap
 from ..solvers import FastResult, default_tol
 
-__all__ = ["common_arrays", "default_map", "check_shape", "check_domain", "solver_tol", "result"]
+__all__ = ["trusted_inputs", "inputs_trusted", "common_arrays", "default_map", "check_shape", "check_domain", "solver_tol", "result"]
+
+
+_TRUSTED = contextvars.ContextVar("cvx_fenchel_trusted_inputs", default=False)
+
+
+@contextlib.contextmanager
+def trusted_inputs():
+    """Inside this block, subproblems skip the value checks of their arguments that need a host
+    read (finiteness, the divergence's domain, a loss's targets, a start's finiteness); shapes,
+    dtypes and parameters are still checked. For the BCD loop (:func:`cvx_fenchel.bcd.bcd_pass`),
+    which builds every subproblem from arrays it produced itself: it checks a batch's inputs once
+    (:func:`cvx_fenchel.bcd.feed_forward`) and every batch's relaxed objective (a NaN or inf raises
+    there), so on a GPU the per-step checks would only cost synchronisations."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def inputs_trusted() -> bool:
+    """Whether the caller is inside :func:`trusted_inputs`."""
+    return _TRUSTED.get()
 
 
 def common_arrays(arrays: dict, dtype=None):
@@ -25,7 +51,7 @@ def common_arrays(arrays: dict, dtype=None):
     out = {k: (None if v is None else check_array(v, k, xp=xp, dtype=dtype, finite=False))
            for k, v in arrays.items()}
     # one host read for all the finiteness checks (one synchronisation on a device)
-    given = [(k, a) for k, a in out.items() if a is not None and a.size]
+    given = [(k, a) for k, a in out.items() if a is not None and a.size and not inputs_trusted()]
     if given and not bool(xp.all(xp.stack([xp.all(xp.isfinite(a)) for _, a in given]))):
         bad = next(k for k, a in given if not bool(xp.all(xp.isfinite(a))))
         raise InputError(f"{bad} contains NaN or inf")
@@ -48,7 +74,7 @@ def check_shape(a, shape, what: str, problem: str) -> None:
 def check_domain(act: Activation, V, what: str, problem: str) -> None:
     """InputError unless every entry of ``V`` is in ``dom F`` of ``act``."""
     xp, _ = get_namespace(V)
-    if not bool(xp.all(act.in_domain(V))):
+    if not inputs_trusted() and not bool(xp.all(act.in_domain(V))):
         raise InputError(f"{problem}: {what} has entries outside the domain [{act.lower}, {act.upper}] "
                          f"of the {act.name} divergence")
 

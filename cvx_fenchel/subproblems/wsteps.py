@@ -28,7 +28,7 @@ from ..maps import Dense, LinearMap
 from ..ridge import Ridge
 from ..solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista_metric, prox_grad_residual, read,
                        ridge_solve)
-from .common import check_domain, check_shape, common_arrays, result, solver_tol
+from .common import check_domain, check_shape, common_arrays, inputs_trusted, result, solver_tol
 from .strategies import STRATEGIES, GradientStep, Strategy, check_applies, get_strategy, select_strategy
 from .terms import DivergenceTerm, LossTerm
 from .xsteps import loss_tag
@@ -119,7 +119,7 @@ class WStep:
         b = check_array(x[1], f"b of {self.name}", shape=self.map.bias_shape, xp=self.xp, dtype=self.dtype,
                         finite=False)
         xp = self.xp
-        if not bool(xp.all(xp.isfinite(W)) & xp.all(xp.isfinite(b))):  # one host read for both
+        if not inputs_trusted() and not bool(xp.all(xp.isfinite(W)) & xp.all(xp.isfinite(b))):  # one read
             bad = "W" if not bool(xp.all(xp.isfinite(W))) else "b"
             raise InputError(f"{bad} of {self.name} contains NaN or inf")
         return W, b
@@ -448,7 +448,8 @@ class WLast(WStep):
         self.xp, self.dtype, d = common_arrays({"X": X, "Y": Y, "W0": W0, "b0": b0}, dtype)
         self._setup(linear_map, d["X"], W_shape, rho, gamma, d["W0"], d["b0"], d["Y"])
         check_shape(d["Y"], (self.m,) + tuple(self.map.out_shape), "Y", self.name)
-        self.loss_fn.check_targets(d["Y"], f"{self.name}: Y")
+        if not inputs_trusted():
+            self.loss_fn.check_targets(d["Y"], f"{self.name}: Y")
         self.Y = d["Y"]
         self.data = LossTerm(self.loss_fn, self.Y, self.coef)
 
