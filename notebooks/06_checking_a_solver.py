@@ -223,8 +223,12 @@ for r in broken["records"]:
           f"{r['fast_iters']:6d}  {r['message']}")
 failed = {r["variant"] for r in broken["records"] if not r["passed"]}
 assert not broken["summary"]["passed"] and "random" not in failed
-assert "scale=1e-3" in failed and failed <= {"scale=1e-3", "scale=1e4", "small-rho", "huge-lambda"}, failed
-assert all(r["residual"] <= RES_TOL for r in broken["records"]), "only the comparison with CVXPY catches it"
+ill = {"scale=1e-3", "scale=1e4", "small-rho", "huge-lambda"}  # and the grid s=<scale>,rho=<rho>
+assert "scale=1e-3" in failed and all(v in ill or v.startswith("s=") for v in failed), failed
+# where the loose solver is furthest off (scale=1e-3, huge-lambda) its own residual test passes:
+# only the comparison with CVXPY (and the suite's KKT check) catches it there
+assert all(r["residual"] <= RES_TOL for r in broken["records"] if r["variant"] in ("scale=1e-3", "huge-lambda")), \
+    "only the comparison with CVXPY catches it"
 
 # %%
 recs = broken["records"]
@@ -245,7 +249,8 @@ plt.show()
 # %% [markdown]
 # **What to see.** Green bars (passed) sit far below the dashed tolerance: on random and most
 # edge-case instances the loose rule is as good as the real solver. The red bars are the
-# ill-conditioned instances (`scale=1e-3`, `small-rho`, and `huge-lambda`, where the divergence
+# ill-conditioned instances (`scale=1e-3`, `small-rho`, the `s=<scale>,rho=<rho>` grid of
+# badly scaled features with a small fixed ridge, and `huge-lambda`, where the divergence
 # term dwarfs the ridge), where the fast objective is above CVXPY's by far more than `1e-6`; on
 # `scale=1e-3` the rule stopped after a handful of steps, 17% above the optimum. Their residuals
 # (printed above) are *below* `1e-6`: the fixed-point test alone passes this solver, because its
@@ -262,7 +267,8 @@ plt.show()
 # ## Exercises
 #
 # 1. **Verdicts by hand.** For every record of the broken run, recompute `passed` from
-#    `fast_excess`, `gap_tol` and `residual` and compare.
+#    `fast_excess`, `gap_tol`, `residual` and `solved_but_wrong` (a result that claims convergence
+#    with a KKT residual above the tier) and compare.
 # 2. **The fix.** Run the same instances through the library's own `W-hidden` fast path (its
 #    Gram-metric strategies are preconditioned, so ill-conditioning does not slow them) and check
 #    that every instance passes. How many iterations did the worst instance take, against the broken
@@ -275,7 +281,9 @@ plt.show()
 
 # %%
 # Exercise 1
-mine = [r["fast_excess"] <= r["gap_tol"] and r["residual"] <= RES_TOL for r in broken["records"]]
+# (a third rule since issue 13: a result that claims convergence must also meet the KKT tier)
+mine = [r["fast_excess"] <= r["gap_tol"] and r["residual"] <= RES_TOL and not r["solved_but_wrong"]
+        for r in broken["records"]]
 assert mine == [r["passed"] for r in broken["records"]]
 print(f"all {len(mine)} verdicts recomputed: {sum(mine)} passed, {len(mine) - sum(mine)} failed")
 
