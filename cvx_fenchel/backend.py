@@ -203,6 +203,18 @@ def check_array(a: Any, name: str, *, ndim: int | tuple[int, ...] | None = None,
     return arr
 
 
+def check_finite(named: dict) -> None:
+    """Raise :class:`InputError` naming the first array of ``{name: array}`` holding NaN or inf,
+    after **one** host read for all of them (empty arrays and None are skipped)."""
+    given = [(k, a) for k, a in named.items() if a is not None and a.size]
+    if not given:
+        return
+    xp = get_namespace(*(a for _, a in given))[0]
+    if not bool(xp.all(xp.stack([xp.all(xp.isfinite(a)) for _, a in given]))):
+        bad = next(k for k, a in given if not bool(xp.all(xp.isfinite(a))))
+        raise InputError(f"{bad} contains NaN or inf")
+
+
 def check_scalar(value: Any, name: str, *, low: float | None = 0.0, high: float | None = None,
                  low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Validate a real scalar hyper-parameter (lambda, rho, gamma, ...) and return it as float."""

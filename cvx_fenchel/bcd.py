@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import subproblems as sub
-from .backend import check_int, check_scalar, get_namespace, to_numpy
+from .backend import check_finite, check_int, check_scalar, get_namespace, to_numpy
 from .config import TrainConfig
 from .errors import InputError
 from .network import Network
@@ -132,8 +132,7 @@ def feed_forward(network: Network, weights: Sequence, X0: Any, Y: Any, xp: Any) 
         raise InputError(f"Y must have shape ({X0.shape[0]}, {network.n_outputs}), got {tuple(Y.shape)}")
     # the batch's values once (the steps of bcd_pass then skip their own checks): X and Y finite
     # in one host read, then the loss's targets
-    if not bool(xp.all(xp.isfinite(X0)) & xp.all(xp.isfinite(Y))):
-        raise InputError(f"{'X' if not bool(xp.all(xp.isfinite(X0))) else 'Y'} contains NaN or inf")
+    check_finite({"X": X0, "Y": Y})
     network.loss_fn.check_targets(Y, "Y")
     Xs, _ = network.forward(X0, weights, return_all=True)
     return Xs, Y

@@ -335,18 +335,14 @@ def pcg_metric(grad_at: Callable[[Tree, Any], Tree], image: Callable[[Tree], Any
     f_start = read(value_at(x, U))[0] if cert and on_host else math.inf
     for it in range(1, max_iter + 1):
         if it % every == 0:  # (every iteration on NumPy, the start included)
-            g2, x2 = read(_sq(g, xp), nsq(x)) if on_host or not cert else (None, None)
-            if g2 is None:
-                g2, x2, fx = read(_sq(g, xp), nsq(x), value_at(x, U))
+            fx = value_at(x, U) if cert and not on_host else 0.0
+            g2, x2, fx = read(_sq(g, xp), nsq(x), fx)
             g2 = max(g2, 0.0)
             if math.sqrt(g2) / lipschitz <= tol * max(1.0, math.sqrt(max(x2, 0.0))):
-                if not cert:
-                    return x, it - 1, True
-                gap = g2 / (2.0 * curvature)
-                if on_host and gap <= tol * max(1.0, abs(f_start)) and f_start >= 0:
+                gap = g2 / (2.0 * curvature) if cert else 0.0
+                # on the host, f(x) is read only when the bound could hold (f_start >= f >= 0)
+                if cert and on_host and (f_start < 0 or gap <= tol * max(1.0, f_start)):
                     fx = read(value_at(x, U))[0]
-                elif on_host:
-                    fx = 0.0 if f_start >= 0 else read(value_at(x, U))[0]
                 if gap <= tol * max(1.0, abs(fx)):
                     return x, it - 1, True
         gd = _tree_blocks(g, d, k)

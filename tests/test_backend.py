@@ -68,3 +68,15 @@ def test_cupy_fast_path_matches_numpy():
     assert get_namespace(gpu_res.x)[0] is cupy
     with pytest.raises(InputError, match="mixed"):
         get_namespace(np.ones(2), cupy.ones(2))
+
+
+def test_check_finite_names_the_first_bad_array_after_one_read():
+    from cvx_fenchel.backend import check_finite
+    from cvx_fenchel.bench.syncs import counting, instrument
+    good, bad = np.ones(3), np.array([1.0, np.nan])
+    check_finite({"a": good, "b": None, "c": np.ones(0)})
+    with pytest.raises(InputError, match="^b contains NaN or inf$"):
+        check_finite({"a": good, "b": bad, "c": np.array([np.inf])})
+    with counting() as c:
+        check_finite({"a": instrument(good), "b": instrument(good)})
+    assert c.total == 1

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..activations import get_activation
-from ..backend import check_array, check_scalar, to_numpy
+from ..backend import check_array, check_finite, check_scalar, to_numpy
 from ..cvx import solve
 from ..errors import ConvergenceWarning, InputError
 from ..losses import get_loss
@@ -118,10 +118,8 @@ class WStep:
                         finite=False)
         b = check_array(x[1], f"b of {self.name}", shape=self.map.bias_shape, xp=self.xp, dtype=self.dtype,
                         finite=False)
-        xp = self.xp
-        if not inputs_trusted() and not bool(xp.all(xp.isfinite(W)) & xp.all(xp.isfinite(b))):  # one read
-            bad = "W" if not bool(xp.all(xp.isfinite(W))) else "b"
-            raise InputError(f"{bad} of {self.name} contains NaN or inf")
+        if not inputs_trusted():
+            check_finite({f"W of {self.name}": W, f"b of {self.name}": b})
         return W, b
 
     # public API -------------------------------------------------------------------------------
