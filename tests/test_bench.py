@@ -266,3 +266,13 @@ def test_lenet5_batch_syncs_stay_within_the_issue_bound():
     assert counted["total"] <= LENET5_SYNC_BOUND, counted
     assert counted["mixed_namespace_calls"] == 0, counted["mixed_namespace_sites"]
     assert set(counted["by_block"]) == {"X1", "X2", "X3", "X4", "W0", "W1", "W2", "W3", "W4", "other"}
+
+
+def test_porcelain_paths_keep_every_character():
+    """``git status --porcelain`` lines are ``XY path``; the first path's status begins with a
+    blank, which a strip of the whole text would eat (the bench recorded 'vx_fenchel/...')."""
+    from cvx_fenchel.bench.run import porcelain_paths
+
+    out = " M cvx_fenchel/solvers.py\nM  cvx_fenchel/bcd.py\n?? cvx_fenchel/new.py\n"
+    assert porcelain_paths(out) == ["cvx_fenchel/solvers.py", "cvx_fenchel/bcd.py", "cvx_fenchel/new.py"]
+    assert porcelain_paths("") == []

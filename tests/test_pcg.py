@@ -82,3 +82,27 @@ def test_pcg_needs_fewer_iterations_than_fista_for_the_same_gap():
     f_fista = prob.solve_fast(tol=1e-14, max_iter=30, strategy=SampleSpace(inner="fista"), warn=False).objective
     assert 0 <= f_pcg - ref < f_fista - ref
     assert prob.solve_fast(tol=1e-6, max_iter=60, strategy=SampleSpace(inner="pcg")).converged
+
+
+def test_pcg_gives_up_at_the_rounding_floor(monkeypatch):
+    """The verification instance ``W-hidden s=1e2,rho=1e-4`` (features x 100, ridge 1e-4): the
+    gradient reaches its rounding floor after a few dozen iterations while ``||g||^2 / (2 rho)``
+    stays above the tolerance. The stall test stops it within the window with
+    ``converged=False``, and the point it stops at has the objective that 100,000 iterations
+    reach (the iterations it skips change nothing)."""
+    from cvx_fenchel import solvers
+    from cvx_fenchel.subproblems.instances import Spec, build_w_step
+
+    spec = Spec(subproblem="W-hidden", activation="relu", loss=None, map="dense",
+                variant="s=1e2,rho=1e-4", seed=72)
+    prob = build_w_step(spec).problem
+    strat = SampleSpace(inner="pcg")
+    assert strat.applies(prob)
+    res = prob.solve_fast(tol=1e-9, max_iter=100_000, strategy=strat, warn=False)
+    assert not res.converged
+    assert res.n_iter < 4 * solvers.PCG_STALL_ITERS
+    # without the stall test: a window longer than the run, so it runs to its cap
+    monkeypatch.setattr(solvers, "PCG_STALL_ITERS", 10**9)
+    long = prob.solve_fast(tol=1e-9, max_iter=20_000, strategy=strat, warn=False)
+    assert long.n_iter == 20_000 and not long.converged
+    assert abs(res.objective - long.objective) <= 1e-9 * max(1.0, abs(long.objective))

@@ -16,7 +16,14 @@ from .workloads import (ADAM_BATCH_SIZES, ADAM_TIMED_BATCHES, ARCHS, DEFAULT_BAT
                         bench_adam, bench_fenchel, fenchel_bench_config, gemm_peak, load_average,
                         load_bench_data, resolve_backend, time_to_accuracy)
 
-__all__ = ["run_bench", "bench_markdown", "write_bench", "git_commit"]
+__all__ = ["run_bench", "bench_markdown", "write_bench", "git_commit", "porcelain_paths"]
+
+
+def porcelain_paths(status: str) -> list[str]:
+    """Paths of ``git status --porcelain`` output (``XY path`` per line). Each line is cut at its
+    own third character: stripping the whole text first would cut a character off the first path
+    (its status ``" M"`` starts with a blank)."""
+    return [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def git_commit() -> dict:
@@ -28,9 +35,9 @@ def git_commit() -> dict:
                                 text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
                                 "--", "cvx_fenchel"], capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-        return {"commit": commit or None, "dirty_cvx_fenchel": bool(dirty),
-                "modified_files": [line[3:] for line in dirty.splitlines()]}
+                               check=True).stdout
+        files = porcelain_paths(dirty)
+        return {"commit": commit or None, "dirty_cvx_fenchel": bool(files), "modified_files": files}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty_cvx_fenchel": None, "modified_files": None}
 
