@@ -26,3 +26,24 @@ def test_no_source_file_above_600_lines():
     too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / "cvx_fenchel").rglob("*.py")
                 if (n := len(p.read_text().splitlines())) > 600}
     assert not too_long, f"split these modules (over 600 lines): {too_long}"
+
+
+#: a tracked file above this is data or a run's output, not source (the embedded MNIST subset,
+#: 2.0 MB, is the largest file the package needs)
+MAX_TRACKED_BYTES = 3 * 1024 * 1024
+#: what a run writes and must never be committed: a session whose commits held training
+#: checkpoints (written again at every epoch) was refused for size and lost all its work
+RUN_OUTPUT = ("checkpoints/", ".ckpt", ".pt", "/runs/")
+
+
+def test_no_run_output_or_large_file_is_tracked():
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split("\0")
+    files = [f for f in files if f]
+    big = {f: (ROOT / f).stat().st_size for f in files
+           if (ROOT / f).is_file() and (ROOT / f).stat().st_size > MAX_TRACKED_BYTES}
+    assert not big, f"files over {MAX_TRACKED_BYTES} bytes are tracked (keep run outputs out of git): {big}"
+    outputs = [f for f in files if any(s in "/" + f for s in RUN_OUTPUT)]
+    assert not outputs, f"run outputs are tracked (checkpoints, weights, runs/): {outputs[:10]}"
