@@ -9,6 +9,8 @@
 * ``cvx-fenchel reproduce fig1|fig2|fig3`` -- every model of one of the papers' MNIST figures
   (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot; ``--resume`` skips
   the finished models and resumes the Fenchel run.
+* ``cvx-fenchel report`` -- the paper-vs-ours report of every paper number from the reproduce
+  runs (:mod:`cvx_fenchel.report`): ``REPRODUCTION.md``/``.json`` and one plot per figure.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``).
 * ``cvx-fenchel bench mlp|lenet5|steps`` -- the Fenchel trainer timed against Adam in one run
   (:mod:`cvx_fenchel.bench`): ``bench.md`` and ``bench.json``.
@@ -103,6 +105,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         pj, pm = write_bench(res, args.out)
         log(f"wrote {pm} and {pj}")
     print(bench_markdown(res))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .report import build_report
+    rep = build_report(args.runs, args.out, include_subset=args.subset,
+                       command="cvx-fenchel " + shlex.join(args.argv))
+    nums = [e for s in rep["sections"] for e in s["numbers"]]
+    print(f"wrote {args.out}/REPRODUCTION.md and REPRODUCTION.json: {len(nums)} paper numbers, "
+          + ", ".join(f"{sum(e['status'] == k for e in nums)} {k}"
+                      for k in ("done", "partial", "started", "not run")))
     return 0
 
 
@@ -236,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="write bench.md and bench.json here")
     s.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     s.set_defaults(func=cmd_bench)
+
+    s = subs.add_parser("report", help="one generated paper-vs-ours report of every number of "
+                        "both papers from the reproduce runs: REPRODUCTION.md/json and plots")
+    s.add_argument("--runs", default="runs/reproduce",
+                   help="folder holding the <figure>-full (and gap-study) folders reproduce writes")
+    s.add_argument("--out", default="docs/results", help="where REPRODUCTION.md/json and the "
+                   "reproduction-<figure>.png plots go")
+    s.add_argument("--subset", action="store_true",
+                   help="also read the *-subset folders (runs on the embedded MNIST subset)")
+    s.set_defaults(func=cmd_report)
     return p
 
 
