@@ -14,24 +14,27 @@ not record read "not recorded"; nothing is invented. What is read:
 * ``RUNS/<figure>-full/`` (``--subset``: also ``<figure>-subset``), figure in fig1..fig4:
   ``results.json`` (``{"runs": [{"model", "command", "epochs", "test_accuracy",
   "test_accuracy_per_epoch", "seconds", "seed", "backend", optional "stop_reason", "machine",
-  "commit", "paper_model"}], "data_dir", "seed", "command", optional "machine", "commit"}``)
-  and every model folder: ``<model>/history.json`` (meta ``options``, ``command``,
-  ``train_seconds``, ``data_dir``, ``dataset``, optional ``stop_reason``, ``machine``,
-  ``commit``, ``partial``), else the checkpoint ``<model>/checkpoints/state.json`` (the history
-  so far; ``run.json`` beside it: the planned epochs). A model with no ``history.json``, or whose
-  checkpoint is ahead of it, is *partial*; a model folder with neither is *started* (baselines
-  write nothing before they finish).
-* ``RUNS/<figure>-<anything else>/`` (``fig3-gaps``, ...): the same layout; each model there is a
-  *variant* row beside its figure, compared with the paper number of its base model (the row's
-  ``paper_model``, else its history's ``model``, else the longest paper label it starts with).
+  "commit"/"source_commit", "max_epochs", "base_model"/"paper_model"}], "data_dir", "seed",
+  "command"}``) and every model folder: ``<model>/history.json`` (meta ``options``,
+  ``command``, ``train_seconds``, ``data_dir``, ``dataset``, optional ``stop_reason``,
+  ``machine``, ``source_commit``, ``partial``), else the checkpoint
+  ``<model>/checkpoints/state.json`` (the history so far; ``run.json`` beside it: the options,
+  so the planned epochs and the command). A model with no ``history.json``, or whose checkpoint
+  is ahead of it, is *partial*; a model folder with neither is *started* (baselines write
+  nothing before they finish).
+* ``RUNS/<figure>-<anything else>/`` (``fig3-gaps-full``, ...): the same layout; each model there
+  is a *variant* row beside its figure, compared with the paper number of its base model (the
+  row's ``paper_model``/``base_model``, else its history's ``model``, else the longest paper
+  label it starts with). Folders ending in ``subset`` are read only with ``--subset``.
 * ``RUNS/table1-full/results.json`` (variants: ``table1-<x>/results.json``): ``{"rows": [{"arch",
   "lr", "init", "seed", "test_accuracy"}], optional "lambda", "lambda_note", "command",
   "machine", "commit", "data_dir"}`` (``"runs"`` is read for ``"rows"``). ``arch``: hidden layers
   ``"300-100"`` (or ``"784-300-100-10"``); ``init``: ``lifted-model`` (the lifted model itself;
   ``lr`` null fills both learning rates), ``normal``, ``xavier``, ``var-scale`` or ``lifted`` (a
-  standard network initialised by the lifted model); ``NN[Xavier]``, ``variance_scaling``,
-  ``lifted model`` are understood. A cell is the mean +- 2 sample standard deviations
-  (``ddof=1``) over seeds, the report's format; fewer than the paper's 5 seeds is partial.
+  standard network initialised by the lifted model); ``lnn``, ``NN[Xavier]``, ``var_scale``,
+  ``lifted model`` are understood. ``lambda``: a number or ``{"lam", "source"}`` (what
+  :mod:`cvx_fenchel.table1` writes). A cell is the mean +- 2 std (``ddof=0``, as
+  :mod:`cvx_fenchel.table1`'s own table) over seeds; fewer than the paper's 5 seeds is partial.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
     meta = hist.meta if hist else {}
     ckdir = Path(_first((meta.get("options") or {}).get("checkpoint_dir"), mdir / "checkpoints"))
     state, runj = _json(ckdir / "state.json"), _json(ckdir / "run.json")
-    planned = _first(_planned((runj or {}).get("options")), _planned(meta.get("options")))
+    planned = _first(_planned((runj or {}).get("options")), (row or {}).get("max_epochs"),
+                     _planned(meta.get("options")))
     done_hist = len(hist.epochs) if hist else 0
     ck_epochs = int(state.get("epoch", 0)) if state else 0
     partial = ((hist is None and (row is None or state is not None)) or bool(meta.get("partial"))
@@ -125,7 +129,7 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
     if isinstance(command, list):
         command = "cvx-fenchel " + shlex.join(command)
     status = "done" if not partial else "partial" if hist is not None else "started"
-    commit = _first((row or {}).get("commit"), meta.get("commit"), top.get("commit"))
+    commit = _first(*((d or {}).get(k) for d in (row, meta, top) for k in ("commit", "source_commit")))
     if isinstance(commit, dict):
         commit = commit.get("commit")
     dirty = _first((row or {}).get("dirty_cvx_fenchel"), meta.get("dirty_cvx_fenchel"),
@@ -142,7 +146,8 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
                           ropts.get("backend")),
         "machine": _first((row or {}).get("machine"), meta.get("machine"), top.get("machine")),
         "commit": (commit + ("+modified" if dirty else "")) if commit else None,
-        "command": command, "base_model": _first((row or {}).get("paper_model"), meta.get("model")),
+        "command": command, "base_model": _first((row or {}).get("paper_model"),
+                                                 (row or {}).get("base_model"), meta.get("model")),
         "folder": str(mdir),
         "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if updated else None}
 
@@ -201,7 +206,7 @@ def table1_cells(results: dict) -> dict:
     for c in cells.values():
         v, n = c["values"], len(c["values"])
         c["n"], c["mean"] = n, sum(v) / n
-        c["two_std"] = 2 * math.sqrt(sum((x - c["mean"]) ** 2 for x in v) / (n - 1)) if n > 1 else None
+        c["two_std"] = 2 * math.sqrt(sum((x - c["mean"]) ** 2 for x in v) / n)  # ddof 0
     if unplaced:
         cells["unplaced"] = unplaced
     return cells
@@ -318,6 +323,9 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: Path) -> dict:
                              "command": vdoc.get("command")})
     info = {k: (doc or {}).get(k) for k in ("command", "lambda", "lambda_note", "machine", "commit",
                                               "data_dir")}
+    rows = (doc or {}).get("rows", (doc or {}).get("runs"))
+    info["seconds"] = sum(r.get("seconds") or 0.0 for r in rows if isinstance(r, dict)) \
+        if isinstance(rows, list) else None
     return {"target": "table1", "title": TARGETS["table1"][0], "folder": main.name if main else None,
             **info, "numbers": entries, "variants": variants,
             "unplaced_rows": len(cells.get("unplaced", []))}

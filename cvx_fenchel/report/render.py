@@ -33,8 +33,9 @@ def _secs(s) -> str:
 def _machine(m) -> str:
     if not isinstance(m, dict):
         return "not recorded" if m is None else str(m)
-    return ", ".join(str(x) for x in (m.get("cpu_model"), m.get("logical_cpus") and f"{m['logical_cpus']} "
-                                      "CPUs", m.get("gpu") or m.get("device")) if x) or json.dumps(m)[:80]
+    return ", ".join(str(x) for x in (m.get("host"), m.get("cpu_model"), m.get("logical_cpus") and
+                                      f"{m['logical_cpus']} CPUs", m.get("gpu") or m.get("device"))
+                     if x) or json.dumps(m)[:80]
 
 
 def _first_str(x) -> str:
@@ -120,14 +121,18 @@ def _md_table1(s: dict) -> list[str]:
         out += [f"Not run: {s['numbers'][0]['reason']}. Every cell below is the paper's.", ""]
     else:
         lam = s.get("lambda")
+        if isinstance(lam, dict):
+            lam = f"{lam.get('lam')} (source: {lam.get('source', 'not recorded')})"
         out += [f"Runs: `{s['folder']}`" + (f", made by `{s['command']}`" if s.get("command") else "")
                 + f"; lambda {'not recorded' if lam is None else lam}"
                 + (f" ({s['lambda_note']})" if s.get("lambda_note") else "")
                 + f"; data {s.get('data_dir') or 'not recorded'}; machine {_machine(s.get('machine'))}"
-                + f"; commit {s.get('commit') or 'not recorded'}."
+                + f"; commit {s.get('commit') or 'not recorded'}; wall time of all cells "
+                + f"{_secs(s.get('seconds'))}."
                 + (f" {s['unplaced_rows']} rows could not be placed in the table (arch, lr or init "
                    "not one of the paper's)." if s["unplaced_rows"] else ""), ""]
-    out.append("Each cell: ours, mean +- 2 std over seeds (n seeds) / paper / difference of the means.")
+    out.append("Each cell: ours, mean +- 2 std (numpy.std, ddof 0) over seeds (n seeds) / paper / "
+               "difference of the means.")
     for lr in TABLE1_LRS:
         out += ["", f"Learning rate {lr:g}:", "",
                 "| hidden layers | " + " | ".join(lab for _, lab in TABLE1_COLUMNS) + " |",
