@@ -21,11 +21,10 @@ Weights use the package convention (``ESTIMATOR.md``): dense ``W`` has shape
 ``out[n, i, j, o] = b[o] + sum_{p, q, c} X[n, i + p, j + q, c] W[p, q, c, o]``
 (cross-correlation, stride 1, no padding, as in TensorFlow and PyTorch).
 
-Losses (averaged over the batch ``B`` of size ``m``):
+Losses (averaged over the batch ``B`` of size ``m``; ``reduction="sum"`` drops the ``1/m``):
 
 * ``"cross_entropy"``: ``(1/m) sum_i [logsumexp(z_i) - z_{i, y_i}]``;
-* ``"mse"``: ``(1/m) sum_i ||z_i - e_{y_i}||_2^2`` against one-hot targets
-  (summed over classes, averaged over samples).
+* ``"mse"``: ``(1/m) sum_i ||z_i - e_{y_i}||_2^2`` against one-hot targets (summed over classes).
 
 ``weight_decay`` adds ``(weight_decay / 2) sum_l ||W_l||_F^2`` (weights only, not
 biases) to the loss, i.e. ``weight_decay * W_l`` to each weight gradient.
@@ -213,7 +212,7 @@ class TorchNetClassifier:
     epochs : int
     batch_size : int
     loss : {"cross_entropy", "mse"}
-        See the module docstring; both average over the batch, MSE sums over classes.
+        See the module docstring; MSE sums over classes; ``reduction``: "mean"/"sum" over batch.
     init : {"normal", "xavier", "var_scale", "lifted", "given"}
         Random schemes of :func:`init_weights` (biases 0.1); "lifted"/"given" copy
         ``init_weights`` (weights and biases), e.g. a trained lifted network's.
@@ -257,7 +256,8 @@ class TorchNetClassifier:
                  epochs: int = 10, batch_size: int = 100, loss: str = "cross_entropy",
                  init: str = "xavier", weight_decay: float = 0.0, momentum: float = 0.0,
                  seed: int = 0, device: str = "cpu", verbose: bool = False,
-                 init_weights: Any = None, dtype: str = "float32", eval_every: int | None = None):
+                 init_weights: Any = None, dtype: str = "float32", eval_every: int | None = None,
+                 reduction: str = "mean"):
         _require_torch()
         self.arch = arch
         self.optimizer = optimizer
@@ -272,8 +272,7 @@ class TorchNetClassifier:
         self.device = device
         self.verbose = verbose
         self.init_weights = init_weights
-        self.dtype = dtype
-        self.eval_every = eval_every
+        self.dtype, self.eval_every, self.reduction = dtype, eval_every, reduction
         self._validate_params()
 
     # ---------------------------------------------------------------- parameters
@@ -285,7 +284,7 @@ class TorchNetClassifier:
                 "epochs": self.epochs, "batch_size": self.batch_size, "loss": self.loss,
                 "init": self.init, "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "seed": self.seed, "device": self.device, "dtype": self.dtype,
-                "eval_every": self.eval_every,
+                "eval_every": self.eval_every, "reduction": self.reduction,
                 "init_weights": None if iw is None else
                 [[list(np.shape(W)), list(np.shape(b))] for W, b in iw]}
 
@@ -293,8 +292,9 @@ class TorchNetClassifier:
         torch = _require_torch()
         self._kind, self._sizes = parse_arch(self.arch)
         if self.optimizer not in OPTIMIZERS:
-            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; "
-                                   f"expected one of {OPTIMIZERS}")
+            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; expected {OPTIMIZERS}")
+        if self.reduction not in ("mean", "sum"):
+            raise UnknownNameError(f"unknown reduction {self.reduction!r}; expected mean/sum")
         if self.loss not in LOSSES:
             raise UnknownNameError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
         if self.init not in INIT_SCHEMES:
@@ -427,10 +427,10 @@ class TorchNetClassifier:
         torch = _require_torch()
         F = torch.nn.functional
         if self.loss == "cross_entropy":
-            val = F.cross_entropy(z, yb)
+            val = F.cross_entropy(z, yb, reduction=self.reduction)
         else:
             target = F.one_hot(yb, z.shape[1]).to(z.dtype)
-            val = ((z - target) ** 2).sum(dim=1).mean()
+            val = getattr(((z - target) ** 2).sum(dim=1), self.reduction)()  # .mean() or .sum()
         if self.weight_decay:
             val = val + 0.5 * float(self.weight_decay) * sum((W * W).sum() for W, _ in self._params)
         return val
