@@ -1,7 +1,9 @@
 """Command line of the verification suite.
 
-``python -m verification [--quick] [--seed N] [--backend numpy|cupy] [--out DIR]`` and
-``cvx-fenchel verify ...`` (which calls :func:`main`) run :func:`verification.suite.run_suite`,
+``python -m verification [--quick] [--seed N] [--backend numpy|cupy] [--out DIR]
+[--workers N | --scheduler ADDRESS [--batch-size B]]`` and ``cvx-fenchel verify ...`` (which calls
+:func:`main`) run :func:`verification.suite.run_suite` (with ``--workers``/``--scheduler`` its cases
+as batched tasks on a Dask cluster, :mod:`verification.fanout`; same records and report),
 write ``DIR/verification.json`` (one record per case plus the checks and metadata) and
 ``DIR/REPORT.md`` (the Markdown summary), print a short summary, and return 0 when every case
 passed, 1 when any failed, 2 on a usage problem (for example ``--backend cupy`` without a GPU).
@@ -10,6 +12,7 @@ passed, 1 when any failed, 2 on a usage problem (for example ``--backend cupy`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -32,6 +35,10 @@ def build_parser(prog: str = "python -m verification") -> argparse.ArgumentParse
                    help="array backend of the fast path (default numpy; cupy needs a CUDA GPU)")
     p.add_argument("--out", default="verification-results",
                    help="output directory (default ./verification-results)")
+    from cvx_fenchel.distributed import add_cluster_arguments
+    add_cluster_arguments(p)
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="with --workers/--scheduler: cases per Dask task (default 20)")
     return p
 
 
@@ -58,7 +65,19 @@ def _clean(o):
 def main(argv=None) -> int:
     """Run the suite; returns the exit status (0 all passed, 1 failures, 2 usage/backend error)."""
     args = build_parser().parse_args(argv)
+    from cvx_fenchel.distributed import check_cluster_args, client_from_args, cluster_requested
     from cvx_fenchel.errors import BackendError, InputError
+
+    distributed = cluster_requested(args)
+    try:  # before any work: Dask importable, a usable --scheduler value, a sane --batch-size
+        check_cluster_args(args)
+        if args.batch_size is not None and not distributed:
+            raise InputError("--batch-size applies only with --workers or --scheduler")
+        if args.batch_size is not None and args.batch_size < 1:
+            raise InputError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     if args.backend == "cupy":
         from cvx_fenchel.backend import get_backend
@@ -84,20 +103,41 @@ def main(argv=None) -> int:
             last[0] = now
             print(f"[{now:6.0f} s] {i}/{n} instances ({spec.subproblem})", file=sys.stderr, flush=True)
 
-    result = run_suite(quick=args.quick, seed=args.seed, backend=args.backend, progress=progress,
-                       command=command.strip())
+    extra_md = ""
+    if distributed:
+        from .fanout import DEFAULT_BATCH, distributed_markdown, run_suite_distributed
+        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        with contextlib.ExitStack() as stack:
+            try:
+                client = stack.enter_context(client_from_args(args, log=say))
+            except InputError as exc:  # the scheduler could not be reached
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            result = run_suite_distributed(client, batch_size=args.batch_size or DEFAULT_BATCH, log=say,
+                                           quick=args.quick, seed=args.seed, backend=args.backend,
+                                           command=command.strip())
+        extra_md = distributed_markdown(result)
+    else:
+        result = run_suite(quick=args.quick, seed=args.seed, backend=args.backend, progress=progress,
+                           command=command.strip())
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "verification.json")
     md_path = os.path.join(args.out, "REPORT.md")
     atomic_write_bytes(json_path, json.dumps(_clean(result), indent=1, default=_json_default,
                                              allow_nan=False).encode())
-    atomic_write_bytes(md_path, markdown(result).encode())
+    atomic_write_bytes(md_path, (markdown(result) + extra_md).encode())
     s = result["summary"]
     print(f"{'PASSED' if s['passed'] else 'FAILED'}: {s['instances']} instances, {s['records']} comparisons, "
           f"{s['failed_records']} failed, {s.get('solver_failures', 0)} CVXPY solver failures; "
           f"{s['failed_checks']} failed activation/map checks; KKT: {len(s.get('fast_solved_but_wrong', []))} fast "
           f"solved but wrong, {len(s.get('cvx_optimal_but_inaccurate', []))} CVXPY optimal but inaccurate (flagged); "
           f"{s['seconds']:.0f} s. Wrote {json_path} and {md_path}")
+    d = s.get("distributed")
+    if d:
+        print(f"Dask: {d['tasks']} tasks of up to {d['batch_size']} cases; "
+              + (f"{d['retried_tasks']} task(s) retried ({d['lost_worker_reschedules']} after a lost worker, "
+                 f"{d['exception_retries']} after an exception)" if d.get("retries_counted")
+                 else f"retries not counted ({d.get('retries_not_counted_because')})"))
     return 0 if s["passed"] else 1
 
 

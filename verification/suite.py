@@ -463,7 +463,7 @@ def _one_blas_thread():
 def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", subproblems=None,
               solvers=SOLVERS, with_checks: bool = True, with_speed: bool | None = None,
               progress: Callable[[int, int, Spec], None] | None = None, specs: list[Spec] | None = None,
-              command: str = "") -> dict:
+              command: str = "", run_cases: Callable[..., list[Record]] | None = None) -> dict:
     """Run the verification and return the JSON-able result.
 
     Parameters
@@ -479,6 +479,11 @@ def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", sub
         Restrict to these subproblem ids (default: every kind of the registry).
     with_speed : bool or None
         Run the MNIST-scale speed comparison (:mod:`verification.speed`); default: not in quick mode.
+    run_cases : callable or None
+        ``run_cases(specs, solvers=..., backend=..., progress=...) -> list[Record]``, the records of
+        ``specs`` in their order, computed elsewhere (:mod:`verification.fanout` runs them on a Dask
+        cluster); default: :func:`run_case` on each spec here, one after another. Everything else
+        (checks, speed row, summary) is the same either way.
 
     Returns
     -------
@@ -496,10 +501,13 @@ def run_suite(*, quick: bool = False, seed: int = 0, backend: str = "numpy", sub
         specs = [s for s in specs if s.subproblem in keep]
     records: list[Record] = []
     with _one_blas_thread():
-        for i, spec in enumerate(specs):
-            records.extend(run_case(spec, solvers=solvers, xp=xp))
-            if progress is not None:
-                progress(i + 1, len(specs), spec)
+        if run_cases is not None:
+            records = list(run_cases(specs, solvers=solvers, backend=backend, progress=progress))
+        else:
+            for i, spec in enumerate(specs):
+                records.extend(run_case(spec, solvers=solvers, xp=xp))
+                if progress is not None:
+                    progress(i + 1, len(specs), spec)
         act = activation_checks(solvers, seed, xp=xp) if with_checks else []
         maps = map_checks(seed, xp=xp) if with_checks else []
     speed = None
