@@ -11,7 +11,8 @@
   the finished models and resumes the Fenchel run.
 * ``cvx-fenchel report`` -- the paper-vs-ours report of every paper number from the reproduce
   runs (:mod:`cvx_fenchel.report`): ``REPRODUCTION.md``/``.json`` and one plot per figure.
-* ``cvx-fenchel verify`` -- the verification suite (``verification.cli``).
+* ``cvx-fenchel verify`` -- the verification suite (``verification.cli``); ``--workers N`` or
+  ``--scheduler ADDRESS`` run its cases as tasks on a Dask cluster (:mod:`cvx_fenchel.distributed`).
 * ``cvx-fenchel bench mlp|lenet5|steps`` -- the Fenchel trainer timed against Adam in one run
   (:mod:`cvx_fenchel.bench`): ``bench.md`` and ``bench.json``.
 
@@ -75,6 +76,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UnknownNameError("the verification suite is not available: run from the repository "
                                f"root, where the 'verification/' package lives ({exc})") from None
+    from .distributed import check_cluster_args
+    check_cluster_args(args)  # Dask importable, --scheduler usable: before any work
     argv = []
     if args.quick:
         argv.append("--quick")
@@ -84,6 +87,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         argv += ["--backend", args.backend]
     if args.out is not None:
         argv += ["--out", args.out]
+    for flag in ("workers", "scheduler", "batch_size"):
+        if getattr(args, flag) is not None:
+            argv += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     return int(vcli.main(argv) or 0)
 
 
@@ -231,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--backend", default=None, choices=["numpy", "cupy"])
     s.add_argument("--out", default=None)
+    from .distributed import add_cluster_arguments
+    add_cluster_arguments(s)
+    s.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="with --workers/--scheduler: cases per Dask task (default 20)")
     s.set_defaults(func=cmd_verify)
 
     s = subs.add_parser("bench", help="time the Fenchel trainer against Adam in one run (mlp, lenet5) "
