@@ -38,6 +38,11 @@ def _machine(m) -> str:
                      if x) or json.dumps(m)[:80]
 
 
+def _commit(c) -> str:
+    """A recorded commit, its hash cut to 12 characters (a ``+modified`` mark kept)."""
+    return "not recorded" if not c else c.split("+")[0][:12] + ("+modified" if "+" in c else "")
+
+
 def _first_str(x) -> str:
     return "" if x is None else str(x)
 
@@ -111,7 +116,7 @@ def _md_figure(s: dict) -> list[str]:
             out.append(f"* {name}: `{r.get('command') or 'command not recorded'}`; data "
                        f"{_data(r.get('data_dir'), r.get('dataset'))[0]}; machine "
                        f"{_machine(r.get('machine'))}; backend {r.get('backend') or 'not recorded'}; "
-                       f"commit {r.get('commit') or 'not recorded'}")
+                       f"commit {_commit(r.get('commit'))}")
     return out + [""]
 
 
