@@ -138,6 +138,8 @@ def test_partial_and_started_runs_and_variants(tmp_path):
     assert rep["ignored_folders"] == ["scratch"]
     md = (tmp_path / "out" / "REPRODUCTION.md").read_text()
     assert "| Fenchel (`fenchel`) | 0.990 | 0.9700 | -2.00 | **partial** (last written" in md
+    assert "| SGD (`sgd`) | 0.986 |  |  | **started** | 0 | running or killed: 0 epochs done |  |  |  | " \
+           "not recorded (nothing written yet) |" in md
     assert "| `fig3-gaps-full` | fenchel-float64 | fenchel | 0.990 | 0.9810 | -0.90 | done |" in md
 
 

@@ -139,7 +139,8 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
         "model": label, "status": status, "test_accuracy": ours, "test_accuracy_per_epoch": curve,
         "epochs": epochs, "epochs_planned": planned, "stop_reason": stop, "seconds": seconds,
         "seconds_per_epoch": seconds / epochs if seconds is not None and epochs else None,
-        "data_dir": data_dir, "dataset": dataset,
+        "data_dir": data_dir, "dataset": dataset,  # data_recorded False: nothing names the data
+        "data_recorded": bool(hist is not None or row is not None or runj is not None or top),
         "seed": _first((row or {}).get("seed"), (meta.get("options") or {}).get("seed"),
                        ropts.get("seed"), top.get("seed")),
         "backend": _first((row or {}).get("backend"), (meta.get("options") or {}).get("backend"),

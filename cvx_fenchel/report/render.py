@@ -10,8 +10,10 @@ from .paper import CIFAR_NOTE, TABLE1_ARCHS, TABLE1_COLUMNS, TABLE1_LRS, TARGETS
 __all__ = ["markdown", "plot"]
 
 
-def _data(data_dir, dataset) -> tuple[str, str]:
+def _data(data_dir, dataset, recorded: bool = True) -> tuple[str, str]:
     """(data, note) of a run: its data folder and what that data is."""
+    if not recorded:
+        return "not recorded", "not recorded (nothing written yet)"
     if dataset == "cifar10":
         return str(data_dir), CIFAR_NOTE
     if data_dir is None:
@@ -90,7 +92,8 @@ def _md_figure(s: dict) -> list[str]:
             "s/epoch | seed | data |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in s["numbers"]:
         r = e.get("run") or {}
-        data = _data(r.get("data_dir"), r.get("dataset") or TARGETS[s["target"]][1])[1] if r else ""
+        data = _data(r.get("data_dir"), r.get("dataset") or TARGETS[s["target"]][1],
+                     r.get("data_recorded", True))[1] if r else ""
         ep = "" if not r else f"{r.get('epochs') or 0}" + (
             f" of {r['epochs_planned']}" if r.get("epochs_planned") else "")
         out.append(f"| {e['paper_label']} (`{e['model']}`) | {e['paper']:.3f} | {_f(e['ours'])} | "
@@ -114,7 +117,8 @@ def _md_figure(s: dict) -> list[str]:
         out += ["", "Commands, machines and commits:", ""]
         for name, r in runs:
             out.append(f"* {name}: `{r.get('command') or 'command not recorded'}`; data "
-                       f"{_data(r.get('data_dir'), r.get('dataset'))[0]}; machine "
+                       f"{_data(r.get('data_dir'), r.get('dataset'), r.get('data_recorded', True))[0]}"
+                       f"; machine "
                        f"{_machine(r.get('machine'))}; backend {r.get('backend') or 'not recorded'}; "
                        f"commit {_commit(r.get('commit'))}")
     return out + [""]
