@@ -94,8 +94,10 @@ def _md_figure(s: dict) -> list[str]:
         r = e.get("run") or {}
         data = _data(r.get("data_dir"), r.get("dataset") or TARGETS[s["target"]][1],
                      r.get("data_recorded", True))[1] if r else ""
+        pe = TARGETS[s["target"]][2]
         ep = "" if not r else f"{r.get('epochs') or 0}" + (
-            f" of {r['epochs_planned']}" if r.get("epochs_planned") else "")
+            f" of {r['epochs_planned']}" if r.get("epochs_planned") else "") + (
+            f" (paper {pe})" if pe and r.get("epochs") != pe else "")
         out.append(f"| {e['paper_label']} (`{e['model']}`) | {e['paper']:.3f} | {_f(e['ours'])} | "
                    f"{_f(e['diff_pp'], '+.2f')} | {_status(e)} | {ep} | "
                    f"{r.get('stop_reason', e.get('reason') or '')} | "
