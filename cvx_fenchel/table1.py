@@ -170,14 +170,14 @@ def _check_selection(seeds: Any, archs: Any, inits: Any, lrs: Any) -> tuple:
 def cells(seeds: Any = None, archs: Any = None, inits: Any = None, lrs: Any = None) -> list[tuple]:
     """The ``(arch, lr, init, seed)`` cells to run, in run order (``lr`` None for ``lnn``).
 
-    Per seed: the random-initialisation networks of every architecture first (minutes each),
-    then per architecture the lifted model and its NN[Lifted] networks. Asking for ``lifted``
-    adds the ``lnn`` cell it starts from. Unknown names raise :class:`UnknownNameError`.
+    First the random-initialisation networks (minutes each, independent of lambda) of every
+    seed and architecture, then per seed and architecture the lifted model and its NN[Lifted]
+    networks. Asking for ``lifted`` adds the ``lnn`` cell it starts from. Unknown names raise
+    :class:`UnknownNameError`.
     """
     seeds, archs, inits, lrs = _check_selection(seeds, archs, inits, lrs)
-    out = []
+    out = [(a, lr, i, s) for s in seeds for a in archs for lr in lrs for i in RANDOM if i in inits]
     for s in seeds:
-        out += [(a, lr, i, s) for a in archs for lr in lrs for i in RANDOM if i in inits]
         for a in archs:
             if "lnn" in inits or "lifted" in inits:
                 out.append((a, None, "lnn", s))
@@ -383,24 +383,29 @@ def _command(cell: tuple, st: Settings, data_dir: str | None, out: Path) -> str:
     return shlex.join(argv)
 
 
-def _probe(todo: list, st: Settings, data: tuple, search: bool) -> tuple[float, list]:
-    """Seconds per cell from short timed runs, per architecture: 20 SGD batches, and three BCD
-    sweeps on at most 5,000 rows of which the third is timed (the first sweeps are cheaper: the
-    X-steps' FISTA iterations grow over the first three sweeps, then stay level), each scaled
-    linearly to the cell's rows and epochs/sweeps."""
+def _probe(todo: list, st: Settings, data: tuple, search: bool) -> tuple[float, list, float]:
+    """Seconds per cell from short timed runs, per architecture: 20 SGD batches (after an
+    untimed warm-up fit), and three BCD sweeps on at most 5,000 rows of which the third is
+    timed (the X-steps' FISTA iterations grow over the first three sweeps, then stay level),
+    each scaled linearly to the cell's rows and epochs/sweeps. Also returns the probes' CPU
+    seconds per wall second (below 1 when other jobs share the cores)."""
     Xtr, ytr = data[0], data[1]
-    m, per = Xtr.shape[0], {}
+    m, per, wall, cpu = Xtr.shape[0], {}, 0.0, 0.0
+    one = Settings(**{**asdict(st), "epochs": 1})
+    network("300", 1e-5, "xavier", 0, one).fit(Xtr[:200], ytr[:200])  # warm-up (torch start-up)
     for a in dict.fromkeys(c[0] for c in todo) | ({"300": None} if search else {}):
         k = min(m, 20 * st.batch_size)
-        t0 = time.perf_counter()
-        network(a, 1e-5, "xavier", 0, Settings(**{**asdict(st), "epochs": 1})).fit(Xtr[:k], ytr[:k])
+        t0, c0 = time.perf_counter(), time.process_time()
+        network(a, 1e-5, "xavier", 0, one).fit(Xtr[:k], ytr[:k])
         per[(a, "nn")] = (time.perf_counter() - t0) / k * m * st.epochs
         k = min(m, 5000)
         h = lifted_model(a, 0, st, Xtr[:k], ytr[:k], n_iter=3).history_.epochs
         per[(a, "lnn")] = h[-1]["time_step"] * st.sweeps * m / k
+        wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
     est = [per[(c[0], "lnn" if c[2] == "lnn" else "nn")] for c in todo]
-    lam_s = per[("300", "lnn")] * len(LAMBDA_GRID) * min(10_000, m - m // 6) / m if search else 0.0
-    return lam_s, est
+    n_fit = min(10_000, m - m // 6)
+    lam_s = per[("300", "lnn")] * len(LAMBDA_GRID) * n_fit / m if search else 0.0
+    return lam_s, est, min(1.0, cpu / wall) if wall > 0 else 1.0
 
 
 def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, archs: Any = None,
@@ -441,39 +446,50 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
         ok = bool(rows) and rows[-1].get("config") == cfg
         return ok and (c[2] != "lnn" or lifted_path(out, c[0], c[3]).is_file())
 
-    todo = [c for c in todo_all if not (resume and not search and done(c))]
+    # random-initialisation cells do not depend on lambda: known done before any search
+    todo = [c for c in todo_all if not (resume and (c[2] in RANDOM or not search) and done(c))]
     if dry_run:
-        lam_s, est = _probe(todo, st, data, search)
-        for c, s in zip(todo, est):
+        lam_s, est, cpu = _probe(todo, st, data, search)
+        for c, sec in zip(todo, est):
             print(f"  {c[0]:>15}  lr={c[1] if c[1] is not None else '-':<6}  {c[2]:<9}  seed {c[3]}"
-                  f"  ~{s / 60:.1f} min")
+                  f"  ~{sec / 60:.1f} min")
         total = lam_s + sum(est)
         print(f"{len(todo)} of {len(todo_all)} cells to run"
               + (f", lambda search ~{lam_s / 60:.0f} min" if search else "")
-              + f"; estimated {total / 3600:.1f} h on this machine", flush=True)
-        return {"cells": todo, "estimate_s": total, "lambda_search_s": lam_s}
-    out.mkdir(parents=True, exist_ok=True)
-    if search:
-        print(f"choosing lambda on a validation split of the training set, grid {LAMBDA_GRID}",
+              + f"; estimated {total / 3600:.1f} h of wall time at this machine's present load "
+              f"({total * cpu / 3600:.1f} h of CPU time: the wall time with a core to itself)",
               flush=True)
-        lam_info = choose_lambda(data[0], data[1], st)
-        atomic_write_bytes(out / "lambda.json", json.dumps(lam_info, indent=1).encode())
-        st = Settings(**{**asdict(st), "lam": lam_info["lam"]})
-        print(f"lambda = {st.lam:g}", flush=True)
-        todo = [c for c in todo_all if not (resume and done(c))]
+        return {"cells": todo, "estimate_s": total, "lambda_search_s": lam_s, "cpu_share": cpu}
+    out.mkdir(parents=True, exist_ok=True)
     results = {"settings": asdict(st), "lambda": lam_info or {"lam": st.lam, "source": "default"},
                "rows": results["rows"]}
-    t_start = time.perf_counter()
-    for i, c in enumerate(todo, 1):
+    t_start, n_run = time.perf_counter(), 0
+    for c in todo:
+        if search and c[2] not in RANDOM:  # first lifted cell: choose lambda now
+            print(f"choosing lambda on a validation split of the training set, grid "
+                  f"{LAMBDA_GRID}", flush=True)
+            lam_info = choose_lambda(data[0], data[1], st, grid=LAMBDA_GRID)
+            atomic_write_bytes(out / "lambda.json", json.dumps(lam_info, indent=1).encode())
+            st, search = Settings(**{**asdict(st), "lam": lam_info["lam"]}), False
+            results.update(settings=asdict(st), **{"lambda": lam_info})
+            print(f"lambda = {st.lam:g}", flush=True)
+        if resume and c[2] not in RANDOM and done(c):
+            continue
         row = _run_cell(c, st, data, out)
         row["command"] = _command(c, st, data_dir, out)
         results["rows"] = [r for r in results["rows"] if _key(r) != c] + [row]
         _write(out, results)
+        n_run += 1
         lr = c[1] if c[1] is not None else "-"
-        print(f"[{i}/{len(todo)}] {c[0]} lr={lr} {c[2]} seed {c[3]}: "
+        print(f"[{n_run}/{len(todo)}] {c[0]} lr={lr} {c[2]} seed {c[3]}: "
               f"test {row['test_accuracy']:.4f} train {row['train_accuracy']:.4f} "
               f"({row['seconds']:.0f} s; {(time.perf_counter() - t_start) / 60:.1f} min in all)",
               flush=True)
+    if search:  # nothing selected needed lambda, but it was asked for
+        lam_info = choose_lambda(data[0], data[1], st, grid=LAMBDA_GRID)
+        atomic_write_bytes(out / "lambda.json", json.dumps(lam_info, indent=1).encode())
+        results.update(settings=asdict(Settings(**{**asdict(st), "lam": lam_info["lam"]})),
+                       **{"lambda": lam_info})
     _write(out, results)
     return results
 
