@@ -1,0 +1,236 @@
+"""Independent runs fanned out as Dask tasks (``cvx_fenchel.sweeps``).
+
+The tasks are toy resumable runs (:func:`toy`): ``steps`` deterministic steps, a checkpoint
+(``state.json``) and a line in ``steps.log`` after each, so a run's result is a fixed function of
+its arguments and the log shows every step each attempt executed. On a LocalCluster of 2
+single-threaded worker processes:
+
+* results come back in the input order although the tasks finish in another, and equal a plain
+  serial loop's;
+* a task whose worker is SIGKILLed after 3 of its 6 steps is run again with ``resume=True`` and
+  continues at step 3: its log holds each step exactly once (it did not restart from zero), its
+  attempt record two attempts by two processes, and its result equals the serial one; a task that
+  raises once is re-run the same way;
+* a task depending on others starts only after they finished and receives their results;
+* a task failing after its retries does not stop the others; SweepError names it and its
+  dependent, and holds the others' results.
+
+About 15-25 s on 2 idle cores (cluster start included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from cvx_fenchel.errors import InputError
+from cvx_fenchel.sweeps import MARKER, SweepError, Task, read_marker, run_tasks
+
+pytestmark = pytest.mark.timeout(300)  # a wedged cluster fails the test instead of hanging CI
+
+TOY = f"{__name__}:toy"
+
+
+def _once(path: str | None) -> bool:
+    """True the first time any process asks for ``path`` (created atomically), False after."""
+    if path is None:
+        return False
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def toy(*, name: str, steps: int, out: str, resume: bool, sleep: float = 0.0,
+        kill_after: int | None = None, raise_after: int | None = None, once: str | None = None,
+        always_raise: bool = False, deps: dict | None = None) -> dict:
+    """A resumable toy run: ``acc`` goes through ``steps`` deterministic updates, checkpointed in
+    ``out/state.json`` after each; ``resume=True`` continues from the checkpoint. Test hooks: after
+    ``kill_after`` steps the process SIGKILLs itself, after ``raise_after`` it raises (each once per
+    ``once`` marker file); ``always_raise`` raises at the start."""
+    folder = Path(out)
+    state_p, log_p = folder / "state.json", folder / "steps.log"
+    with open(folder / "times.log", "a") as f:
+        f.write(f"start {time.time()!r} {os.getpid()}\n")
+    if always_raise:
+        raise ValueError(f"{name} always fails")
+    if resume and state_p.exists():
+        state = json.loads(state_p.read_text())
+    else:
+        state = {"step": 0, "acc": zlib.crc32(name.encode()) % 1000003}
+        log_p.write_text("")
+    while state["step"] < steps:
+        k = state["step"]
+        time.sleep(sleep)
+        state = {"step": k + 1, "acc": (state["acc"] * 31 + k + 7) % 1000003}
+        with open(log_p, "a") as f:
+            f.write(f"{k}\n")
+        tmp = folder / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, state_p)
+        if kill_after == k + 1 and _once(once):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if raise_after == k + 1 and _once(once):
+            raise RuntimeError(f"test hook: {name} raises once after step {k + 1}")
+    with open(folder / "times.log", "a") as f:
+        f.write(f"end {time.time()!r} {os.getpid()}\n")
+    return {"name": name, "acc": state["acc"],
+            "from_deps": sorted((k, v["acc"]) for k, v in (deps or {}).items())}
+
+
+def _tasks(root: Path, specs: list[tuple[str, dict, tuple]]) -> list[Task]:
+    return [Task(name, TOY, {"name": name, "out": str(root / name), **kw}, root / name, deps)
+            for name, kw, deps in specs]
+
+
+def _serial_loop(root: Path, specs) -> list[dict]:
+    """What a plain loop calling each run once, from scratch, returns (hooks and sleeps off)."""
+    out, results = [], {}
+    for name, kw, deps in specs:
+        (root / name).mkdir(parents=True)
+        kw = {k: v for k, v in kw.items() if k in ("steps",)}
+        r = toy(name=name, out=str(root / name), resume=False, deps={d: results[d] for d in deps},
+                **kw)
+        results[name] = r
+        out.append(r)
+    return out
+
+
+def _log(root: Path, name: str) -> list[int]:
+    return [int(x) for x in (root / name / "steps.log").read_text().split()]
+
+
+def _times(root: Path, name: str) -> list[tuple[str, float, int]]:
+    return [(w, float(t), int(p)) for w, t, p in
+            (line.split() for line in (root / name / "times.log").read_text().splitlines())]
+
+
+# ------------------------------------------------------------------------------ without Dask
+
+def test_serial_sweep_equals_plain_loop_and_records_one_attempt(tmp_path):
+    specs = [("a", {"steps": 3}, ()), ("b", {"steps": 4}, ()), ("c", {"steps": 2}, ("a", "b"))]
+    lines, seen = [], []
+    got = run_tasks(_tasks(tmp_path / "sweep", specs), None, log=lines.append,
+                    progress=lambda d, n, k, info: seen.append((d, n, k, info["attempts"])))
+    assert got == _serial_loop(tmp_path / "loop", specs)
+    assert got[2]["from_deps"] == [("a", got[0]["acc"]), ("b", got[1]["acc"])]
+    assert seen == [(1, 3, "a", 1), (2, 3, "b", 1), (3, 3, "c", 1)]
+    assert len(lines) == 3 and lines[-1].endswith("3/3 done: c")
+    rec = read_marker(tmp_path / "sweep" / "a")
+    assert rec["finished"] is True and len(rec["attempts"]) == 1 and rec["attempts"][0]["resume"] is False
+
+
+def test_marker_of_an_earlier_sweep_does_not_resume_but_resume_flag_does(tmp_path):
+    specs = [("a", {"steps": 3}, ())]
+    first = run_tasks(_tasks(tmp_path, specs), None, log=lambda s: None)
+    assert _log(tmp_path, "a") == [0, 1, 2]
+    again = run_tasks(_tasks(tmp_path, specs), None, log=lambda s: None)  # a new sweep: afresh
+    assert again == first and _log(tmp_path, "a") == [0, 1, 2]
+    assert read_marker(tmp_path / "a")["attempts"][0]["resume"] is False
+    resumed = run_tasks(_tasks(tmp_path, specs), None, resume=True, log=lambda s: None)
+    assert resumed == first and _log(tmp_path, "a") == [0, 1, 2]  # finished: nothing redone
+    assert read_marker(tmp_path / "a")["attempts"][0]["resume"] is True
+
+
+@pytest.mark.parametrize("tasks, match", [
+    (lambda r: [Task("a", TOY, {}, r / "a"), Task("a", TOY, {}, r / "b")], "appears twice"),
+    (lambda r: [Task("a", TOY, {}, r / "a", ("b",)), Task("b", TOY, {}, r / "b")], "not earlier tasks"),
+    (lambda r: [Task("a", TOY, {}, r / "x"), Task("b", TOY, {}, r / "x")], "share the folder"),
+    (lambda r: [Task("a", "cvx_fenchel.sweeps:no_such_function", {}, r / "a")], "not importable"),
+    (lambda r: [Task("a", "no_colon_here", {}, r / "a")], "package.module:function"),
+    (lambda r: [Task("a", TOY, {"resume": True}, r / "a")], "reserved"),
+    (lambda r: [("a", TOY)], "not a sweeps.Task"),
+])
+def test_bad_tasks_rejected_before_any_run(tmp_path, tasks, match):
+    with pytest.raises(InputError, match=match):
+        run_tasks(tasks(tmp_path), None, log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []  # nothing ran, no folder made
+
+
+# ------------------------------------------------------------------------------ on a LocalCluster
+
+@pytest.fixture(scope="module")
+def client():
+    pytest.importorskip("dask.distributed")
+    import dask
+
+    from cvx_fenchel.distributed import cluster_client
+    # One task in flight per worker, so that a killed worker holds only the task it was running.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        with cluster_client(workers=2, dashboard_address=":0") as c:
+            yield c
+
+
+def test_results_in_input_order_equal_serial_loop(client, tmp_path):
+    # the first task is the slowest, so it finishes last: completion order != input order
+    specs = [("slow", {"steps": 3, "sleep": 0.8}, ()), ("f1", {"steps": 2}, ()),
+             ("f2", {"steps": 5}, ()), ("f3", {"steps": 1}, ())]
+    order: list[str] = []
+    stats: dict = {}
+    got = run_tasks(_tasks(tmp_path / "sweep", specs), client, log=lambda s: None, stats=stats,
+                    progress=lambda d, n, k, info: order.append(k))
+    assert sorted(order) == sorted(k for k, _, _ in specs) and order[-1] == "slow"
+    assert got == _serial_loop(tmp_path / "loop", specs)
+    assert stats["tasks"] == 4 and stats["retried"] == {} and stats["failed"] == {}
+    assert len({info["worker"] for info in [read_marker(tmp_path / "sweep" / k)["attempts"][0]
+                                            for k, _, _ in specs]}) == 2  # both workers ran tasks
+
+
+def test_killed_worker_and_raising_task_resume_from_their_folders(client, tmp_path):
+    root = tmp_path / "sweep"
+    specs = [("victim", {"steps": 6, "sleep": 0.2, "kill_after": 3, "once": str(tmp_path / "kill")}, ()),
+             ("raiser", {"steps": 5, "sleep": 0.1, "raise_after": 2, "once": str(tmp_path / "raise")}, ()),
+             ("bystander", {"steps": 4, "sleep": 0.1}, ())]
+    stats: dict = {}
+    lines: list[str] = []
+    got = run_tasks(_tasks(root, specs), client, log=lines.append, stats=stats)
+    assert (tmp_path / "kill").exists() and (tmp_path / "raise").exists()  # both hooks fired
+    assert got == _serial_loop(tmp_path / "loop", specs)
+    # each step ran exactly once: the second attempt continued at the checkpoint, not at step 0
+    assert _log(root, "victim") == [0, 1, 2, 3, 4, 5]
+    assert _log(root, "raiser") == [0, 1, 2, 3, 4]
+    victim = read_marker(root / "victim")
+    assert victim["finished"] and [a["resume"] for a in victim["attempts"]] == [False, True]
+    starts = [p for w, _, p in _times(root, "victim") if w == "start"]
+    assert len(starts) == 2 and starts[0] != starts[1]  # the first process died; another resumed
+    raiser = read_marker(root / "raiser")
+    assert [a["resume"] for a in raiser["attempts"]] == [False, True]
+    assert stats["retried"] == {"victim": 2, "raiser": 2}
+    assert any("victim (attempt 2, resumed from its folder)" in s for s in lines)
+
+
+def test_dependencies_start_after_their_inputs_and_receive_their_results(client, tmp_path):
+    root = tmp_path / "sweep"
+    specs = [("a", {"steps": 3, "sleep": 0.3}, ()), ("b", {"steps": 2, "sleep": 0.1}, ()),
+             ("c", {"steps": 2}, ("a", "b")), ("d", {"steps": 1}, ("c",))]
+    got = run_tasks(_tasks(root, specs), client, log=lambda s: None)
+    assert got == _serial_loop(tmp_path / "loop", specs)
+    assert got[2]["from_deps"] == [("a", got[0]["acc"]), ("b", got[1]["acc"])]
+    assert got[3]["from_deps"] == [("c", got[2]["acc"])]
+    end = {k: max(t for w, t, _ in _times(root, k) if w == "end") for k in "abc"}
+    start = {k: min(t for w, t, _ in _times(root, k) if w == "start") for k in "cd"}
+    assert start["c"] >= max(end["a"], end["b"]) and start["d"] >= end["c"]
+
+
+def test_failed_task_does_not_stop_the_others(client, tmp_path):
+    root = tmp_path / "sweep"
+    specs = [("bad", {"steps": 1, "always_raise": True}, ()), ("good", {"steps": 3}, ()),
+             ("child", {"steps": 1}, ("bad",))]
+    with pytest.raises(SweepError) as err:
+        run_tasks(_tasks(root, specs), client, retries=1, log=lambda s: None)
+    e = err.value
+    assert set(e.errors) == {"bad", "child"}
+    assert e.errors["bad"] == "ValueError: bad always fails"
+    assert e.errors["child"] == "not run: it depends on failed task(s) ['bad']"
+    assert e.results[0] is None and e.results[2] is None
+    assert e.results[1] == _serial_loop(tmp_path / "loop", specs[1:2])[0]
+    assert len(read_marker(root / "bad")["attempts"]) == 2  # retries=1: ran twice
+    assert not (root / "child" / MARKER).exists()
+    assert str(e).startswith("2 of 3 task(s) failed: ")
