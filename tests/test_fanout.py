@@ -81,8 +81,12 @@ def test_plan_batches_strided_cover_every_case_once():
 
 
 def test_records_equal_serial_case_for_case(client, specs, serial):
+    seen = []
     dist = run_suite_distributed(client, specs=specs, with_checks=False, with_speed=False, batch_size=10,
-                                 bar=False)
+                                 bar=True, progress=lambda i, n, spec: seen.append((i, n)))
+    # one progress call per finished task, in cases done so far (tasks of 9 or 8 cases)
+    assert [n for _, n in seen] == [33] * 4 and seen[-1][0] == 33
+    assert all(b[0] - a[0] in (8, 9) for a, b in zip([(0, 33)] + seen, seen))
     assert len(specs) == 33 and any(r["solver"] == "perturbation" for r in serial["records"])
     _assert_records_equal(serial["records"], dist["records"])
     d = dist["summary"].pop("distributed")
@@ -164,3 +168,16 @@ def test_cluster_flags_are_exclusive_and_checked(tmp_path):
         check_cluster_args(p.parse_args(["--scheduler", str(tmp_path / "no-such-scheduler.json")]))
     check_cluster_args(p.parse_args(["--scheduler", "tcp://10.0.0.1:8786"]))
     check_cluster_args(p.parse_args(["--scheduler", "node17:8786"]))
+
+
+def test_cvx_fenchel_verify_passes_the_cluster_flags_on(monkeypatch):
+    pytest.importorskip("dask.distributed")
+    import verification.cli
+
+    from cvx_fenchel import cli
+    seen = {}
+    monkeypatch.setattr(verification.cli, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+    assert cli.main(["verify", "--quick", "--workers", "3", "--batch-size", "7"]) == 0
+    assert seen.pop("argv") == ["--quick", "--workers", "3", "--batch-size", "7"]
+    assert cli.main(["verify", "--scheduler", "tcp://10.0.0.1:8786"]) == 0
+    assert seen.pop("argv") == ["--scheduler", "tcp://10.0.0.1:8786"]
