@@ -192,7 +192,7 @@ def run_tasks(tasks: Sequence[Task], client=None, *, resume: bool = False, retri
     either way with ``resume=True`` (see the module docstring). ``resume=True`` resumes every
     task from its folder (``--resume`` of a killed sweep). ``log`` gets one line per finished task
     (default: stderr); ``progress(done, total, key, info)`` is called as each finishes
-    (``info``: attempts, resumed, worker). ``stats``, if given, is filled with the sweep's id,
+    (``info``: its result, attempts, resumed, worker; e.g. to write a row as soon as it exists). ``stats``, if given, is filled with the sweep's id,
     cluster, task count, seconds and the retried tasks' attempt counts. Raises
     :class:`SweepError` (after every task settled) when tasks failed on the cluster."""
     tasks = list(tasks)
@@ -210,7 +210,7 @@ def run_tasks(tasks: Sequence[Task], client=None, *, resume: bool = False, retri
         extra = f" (attempt {info['attempts']}, resumed from its folder)" if info["attempts"] > 1 else ""
         say(f"[{time.perf_counter() - t0:7.0f} s] {done}/{n} done: {tasks[i].key}{extra}")
         if progress is not None:
-            progress(done, n, tasks[i].key, {k: info[k] for k in ("attempts", "resumed", "worker")})
+            progress(done, n, tasks[i].key, dict(info))
 
     errors: dict[str, str] = {}
     if client is None:

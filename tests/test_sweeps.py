@@ -118,10 +118,10 @@ def test_serial_sweep_equals_plain_loop_and_records_one_attempt(tmp_path):
     specs = [("a", {"steps": 3}, ()), ("b", {"steps": 4}, ()), ("c", {"steps": 2}, ("a", "b"))]
     lines, seen = [], []
     got = run_tasks(_tasks(tmp_path / "sweep", specs), None, log=lines.append,
-                    progress=lambda d, n, k, info: seen.append((d, n, k, info["attempts"])))
+                    progress=lambda d, n, k, info: seen.append((d, n, k, info["attempts"], info["result"])))
     assert got == _serial_loop(tmp_path / "loop", specs)
     assert got[2]["from_deps"] == [("a", got[0]["acc"]), ("b", got[1]["acc"])]
-    assert seen == [(1, 3, "a", 1), (2, 3, "b", 1), (3, 3, "c", 1)]
+    assert seen == [(1, 3, "a", 1, got[0]), (2, 3, "b", 1, got[1]), (3, 3, "c", 1, got[2])]
     assert len(lines) == 3 and lines[-1].endswith("3/3 done: c")
     rec = read_marker(tmp_path / "sweep" / "a")
     assert rec["finished"] is True and len(rec["attempts"]) == 1 and rec["attempts"][0]["resume"] is False
