@@ -45,6 +45,11 @@ def _assert_records_equal(serial: list[dict], dist: list[dict]):
         assert d.keys() == s.keys()
 
 
+def _our_plugins(dask_scheduler=None):
+    """(run on the scheduler) Names of the fan-out's counting plugins still registered."""
+    return sorted(n for n in dask_scheduler.plugins if n.startswith("verify-batch-"))
+
+
 @pytest.fixture(scope="module")
 def specs():
     out = [s for s in make_specs(True, 0) if s.subproblem in KINDS]
@@ -95,6 +100,7 @@ def test_records_equal_serial_case_for_case(client, specs, serial):
     s_sum, d_sum = dict(serial["summary"]), dict(dist["summary"])
     s_sum.pop("seconds"), d_sum.pop("seconds")
     assert d_sum == s_sum
+    assert client.run_on_scheduler(_our_plugins) == []  # the counting plugin was removed
 
 
 def test_lost_worker_and_raising_task_are_retried_and_counted(client, specs, serial, tmp_path):
@@ -181,3 +187,12 @@ def test_cvx_fenchel_verify_passes_the_cluster_flags_on(monkeypatch):
     assert seen.pop("argv") == ["--quick", "--workers", "3", "--batch-size", "7"]
     assert cli.main(["verify", "--scheduler", "tcp://10.0.0.1:8786"]) == 0
     assert seen.pop("argv") == ["--scheduler", "tcp://10.0.0.1:8786"]
+
+
+def test_a_task_failing_for_good_raises_and_leaves_the_cluster_clean(client, specs):
+    from verification.fanout import FanOut
+
+    fan = FanOut(client, batch_size=10, retries=1, bar=False, log=lambda line: None)
+    with pytest.raises(InputError, match="no-such-backend"):  # raised on every attempt (retries=1: twice)
+        fan(specs[:4], backend="no-such-backend")
+    assert client.run_on_scheduler(_our_plugins) == []

@@ -130,6 +130,11 @@ def _attempt_counter(prefix: str):
     return AttemptCounter(), fetch
 
 
+def _task_no(item) -> int:
+    """Sort key of ``(task key, value)`` pairs: the task's number (``verify-batch-<hex>-<t>``)."""
+    return int(item[0].rsplit("-", 1)[1])
+
+
 class FanOut:
     """``run_cases`` for :func:`~verification.suite.run_suite`: the cases as batched tasks on ``client``.
 
@@ -188,6 +193,7 @@ class FanOut:
             except ImportError:
                 bar = None
         done_cases = 0
+        counts = None
         try:
             for n_done, (fut, recs) in enumerate(pending, start=1):
                 fut.release()
@@ -202,7 +208,6 @@ class FanOut:
                              f"{done_cases}/{len(specs)} cases")
                 if progress is not None:
                     progress(done_cases, len(specs), specs[b[-1]])
-            counts = None
             if not counting:
                 try:
                     counts = self.client.run_on_scheduler(fetch, name=name)
@@ -212,6 +217,11 @@ class FanOut:
             pending.clear()  # after an error: the remaining tasks are no longer wanted
             if bar is not None:
                 bar.close()
+            if counts is None and not counting:  # an error ended the run: leave no plugin on the cluster
+                try:
+                    self.client.unregister_scheduler_plugin(name)
+                except Exception:  # noqa: BLE001 - best effort; the error that ended the run matters
+                    pass
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # as_completed yields every future or raises: this would be a bug here
             raise RuntimeError(f"{len(missing)} cases came back without records (first: {specs[missing[0]].label()})")
@@ -227,8 +237,9 @@ class FanOut:
                               lost_worker_reschedules=causes.count("lost worker"),
                               exception_retries=causes.count("raised"),
                               other_exits=causes.count("other"),
-                              retried={k[len(prefix):]: n for k, n in sorted(extra.items())},
-                              left_processing={k[len(prefix):]: v for k, v in sorted(counts["exits"].items())})
+                              retried={k[len(prefix):]: n for k, n in sorted(extra.items(), key=_task_no)},
+                              left_processing={k[len(prefix):]: v
+                                               for k, v in sorted(counts["exits"].items(), key=_task_no)})
             if extra:
                 self.log(f"Dask: {len(extra)} task(s) dispatched more than once ({self.stats['lost_worker_reschedules']} "
                          f"rescheduled after a lost worker, {self.stats['exception_retries']} retried after "
