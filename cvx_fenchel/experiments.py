@@ -27,7 +27,7 @@ from typing import Any
 from .backend import check_int
 from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
-from .history import History, atomic_write_bytes
+from .history import History, StopRule, atomic_write_bytes, stopping
 
 __all__ = [
     "DATASETS",
@@ -42,7 +42,10 @@ __all__ = [
     "fresh_folder",
     "load_data",
     "missing_requirements",
+    "estimate_seconds",
+    "probe_epoch_seconds",
     "resumable_folder",
+    "source_commit",
     "train",
 ]
 
@@ -52,10 +55,12 @@ DATASETS = ("mnist", "cifar10")
 OPTIONS = ("arch", "loss", "epochs", "batch_size", "backend", "seed", "dtype", "settings", "lam",
            "rho", "gamma", "coef", "K", "w_first", "algorithm", "w_step", "optimizer", "lr",
            "tol_x", "tol_w", "max_iter_x", "max_iter_w", "predict_rule", "checkpoint_dir",
-           "checkpoint_every")
+           "checkpoint_every", "until_converged")
 #: Options of a run that are not :class:`TrainConfig` fields.
-_RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose")
-_COMMON = ("arch", "loss", "epochs", "seed", "dtype")
+_RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose", "until_converged")
+#: Options every model takes (``until_converged``: stop by :class:`~cvx_fenchel.history.StopRule`,
+#: ``epochs`` being the maximum).
+_COMMON = ("arch", "loss", "epochs", "seed", "dtype", "until_converged")
 
 
 def fenchel_config(options: dict) -> TrainConfig:
@@ -111,7 +116,7 @@ def _torch(optimizer: str) -> Callable[[dict, bool], Any]:
                                   loss=o.get("loss", "cross_entropy"), epochs=o.get("epochs", 10),
                                   batch_size=o.get("batch_size", 100), seed=o.get("seed", 0),
                                   device="cuda" if o.get("backend") == "cupy" else "cpu",
-                                  verbose=verbose, dtype=o.get("dtype", "float32"))
+                                  verbose=verbose, dtype=o.get("dtype", "float32"), lr=o.get("lr"))
     return make
 
 
@@ -133,7 +138,8 @@ def _full_batch_mse(name: str, cls_name: str) -> Callable[[dict, bool], Any]:
 
 def _lnn(o: dict, verbose: bool) -> Any:
     from .baselines.lnn import LNNClassifier
-    kw = {} if "epochs" not in o else {"epochs": o["epochs"]}
+    # full batch (no batch_size): epochs = BCD sweeps, as for the other full-batch models
+    kw = {} if "epochs" not in o else {"n_iter" if o.get("batch_size") is None else "epochs": o["epochs"]}
     return LNNClassifier(hidden=_hidden(o.get("arch", "784-300-10")), loss=o.get("loss", "cross_entropy"),
                          batch_size=o.get("batch_size"), seed=o.get("seed", 0),
                          backend=o.get("backend", "auto"), dtype=o.get("dtype", "float64"),
@@ -146,8 +152,8 @@ MODELS: dict[str, tuple[Callable[[dict, bool], Any], tuple[str, ...]]] = {
     "lnn": (_lnn, _COMMON + ("batch_size", "backend")),
     "taylor-admm": (_full_batch_mse("taylor-admm", "TaylorADMMClassifier"), _COMMON + ("backend",)),
     "lau-bcd": (_full_batch_mse("lau-bcd", "LauBCDClassifier"), _COMMON + ("backend",)),
-    "sgd": (_torch("sgd"), _COMMON + ("batch_size", "backend")),
-    "adam": (_torch("adam"), _COMMON + ("batch_size", "backend")),
+    "sgd": (_torch("sgd"), _COMMON + ("batch_size", "backend", "lr")),
+    "adam": (_torch("adam"), _COMMON + ("batch_size", "backend", "lr")),
 }
 
 
@@ -161,8 +167,11 @@ def _check_options(model: str, options: dict) -> dict:
     unused = sorted(set(opts) - set(MODELS[model][1]))
     if unused:
         flags = ", ".join("--" + k.replace("_", "-") for k in unused)
-        raise InputError(f"{flags} appl{'ies' if len(unused) == 1 else 'y'} to --model fenchel only, "
-                         f"not to --model {model}")
+        users = sorted(m for m, (_, used) in MODELS.items() if set(unused) <= set(used))
+        raise InputError(f"{flags} appl{'ies' if len(unused) == 1 else 'y'} to --model "
+                         f"{' / '.join(users) if users else 'fenchel'} only, not to --model {model}")
+    if "until_converged" in opts and not isinstance(opts["until_converged"], bool):
+        raise InputError(f"until_converged must be True or False, got {opts['until_converged']!r}")
     return opts
 
 
@@ -339,8 +348,15 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     that differs is refused, naming it); one line says where it resumes. A folder holding an
     earlier run's checkpoint is refused without ``resume`` unless ``overwrite`` (which removes it).
 
+    ``until_converged`` (every model): train until :class:`~cvx_fenchel.history.StopRule` (its
+    defaults: relative change of the objective <= 1e-5 over 5 epochs, or test accuracy within
+    0.1 pp over 10) holds, ``epochs`` being the maximum; every model's loop checks the rule after
+    each epoch. The history's meta records ``stop_reason`` (``"rule: objective"``, ``"rule:
+    accuracy flat"`` or ``"max epochs"``), ``max_epochs``, the rule, the commit of the code
+    (``source_commit``) and the machine.
+
     Returns ``{"model", "history" (History), "test_accuracy", "rule", "seconds", "out",
-    "config" (TrainConfig or None), "resumed_from" ((epoch, batch) or None)}``;
+    "config" (TrainConfig or None), "resumed_from" ((epoch, batch) or None), "stop_reason"}``;
     ``test_accuracy`` is the last epoch's (feed-forward rule), or the score by ``predict_rule``
     when that is ``lifted``.
     """
@@ -384,6 +400,10 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         f"{len(Xtr)} train / {len(Xte)} test samples")
     if config is not None:
         log(describe(config))
+    stop_rule = StopRule() if opts.get("until_converged") else None
+    max_epochs = config.epochs if config is not None else _model_epochs(est, opts)
+    if stop_rule is not None:
+        log(f"until converged: {stop_rule.describe()}; at most {max_epochs} epochs")
     if resumed_from is not None:
         e, b = resumed_from
         where = f"epoch {e + 1}, batch {b + 1}" if e < config.epochs else \
@@ -391,12 +411,13 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         log(f"resuming {out} from its checkpoint in {ckdir} at {where}")
     sys.stdout.flush()
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), stopping(stop_rule):
         if quiet:
             warnings.simplefilter("ignore")
         est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
     seconds = time.perf_counter() - t0 + seconds_before
     hist: History = est.history_
+    stop_reason = (stop_rule.reason(hist.epochs) if stop_rule is not None else None) or "max epochs"
     if hist.meta.get("model") not in (None, model):
         hist.meta["estimator"] = hist.meta["model"]
     run_opts = {k: v for k, v in opts.items() if not (k == "checkpoint_dir" and ckdir is not None
@@ -404,7 +425,9 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     hist.meta.update({"model": model, "options": run_opts, "dataset": dataset,
                       "data_dir": data_dir, "command": command_line(model, run_opts, dataset=dataset,
                                                                     data_dir=data_dir, out=str(out)),
-                      "train_seconds": seconds})
+                      "train_seconds": seconds, "stop_reason": stop_reason, "max_epochs": max_epochs,
+                      "stop_rule": None if stop_rule is None else stop_rule.to_dict(),
+                      "source_commit": source_commit(), "machine": _machine()})
     acc = hist.last.get("test_accuracy")  # the feed-forward rule, per epoch
     rule = config.predict_rule if config is not None else "feedforward"
     if acc is None or rule != "feedforward":
@@ -415,7 +438,102 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         hist.plot(out / "history.png", title=f"{model} {arch} on {dataset}")
     except Exception as exc:  # noqa: BLE001 (plotting must not lose a finished run)
         print(f"warning: could not plot history ({type(exc).__name__}: {exc})", file=sys.stderr)
+    stopped = "" if stop_rule is None else f"; stopped after {len(hist.epochs)} epochs: {stop_reason}"
     log(f"final test accuracy: {acc:.4f}{'' if rule == 'feedforward' else f' ({rule} rule)'}  "
-        f"({seconds:.1f} s training; history in {out})")
+        f"({seconds:.1f} s training{stopped}; history in {out})")
     return {"model": model, "history": hist, "test_accuracy": acc, "rule": rule,
-            "seconds": seconds, "out": out, "config": config, "resumed_from": resumed_from}
+            "seconds": seconds, "out": out, "config": config, "resumed_from": resumed_from,
+            "stop_reason": stop_reason}
+
+
+def _model_epochs(est: Any, opts: dict) -> int | None:
+    """The epoch (full-batch: iteration) count a baseline trains for: its ``epochs`` option, else
+    the estimator's default (``n_iter`` for full-batch ADMM, BCD and LNN, else ``epochs``)."""
+    if opts.get("epochs") is not None:
+        return int(opts["epochs"])
+    if hasattr(est, "n_iter") and (not hasattr(est, "epochs") or getattr(est, "batch_size", 0) is None):
+        return int(est.n_iter)
+    return int(getattr(est, "epochs", 0)) or None
+
+
+def source_commit() -> str | None:
+    """The git commit of the code that runs (None outside a git checkout): recorded with every
+    run so a result names the code that produced it."""
+    import subprocess
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() or None if p.returncode == 0 else None
+
+
+def _machine() -> dict:
+    """Where the run ran: CPU model and count, the load average at its end, and the host name."""
+    import platform
+    from .machine import cpu_info
+    info = {k: v for k, v in cpu_info().items() if k in ("cpu_model", "logical_cpus")}
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not Unix
+        pass
+    return {"host": platform.node(), **info}
+
+
+# --------------------------------------------------------------------------------------------
+# time estimates (``cvx-fenchel reproduce --dry-run``)
+
+#: Models trained full batch (one iteration = one pass over all samples).
+_FULL_BATCH = ("taylor-admm", "lau-bcd")
+#: Samples of a full-batch probe sweep, and the least samples of a batched probe epoch.
+PROBE_SAMPLES = 2000
+
+
+def _is_full_batch(model: str, opts: dict) -> bool:
+    return (model in _FULL_BATCH or (model == "fenchel" and opts.get("algorithm") == "full")
+            or (model == "lnn" and opts.get("batch_size") is None))
+
+
+def _batch_size(model: str, opts: dict) -> int:
+    if model == "fenchel":
+        return fenchel_config(opts).batch_size
+    return int(opts.get("batch_size") or 100)
+
+
+def estimate_seconds(probe_seconds: float, probe_samples: int, samples: int, epochs: int) -> float:
+    """Training time of ``epochs`` epochs on ``samples`` samples from a probe that took
+    ``probe_seconds`` for one epoch on ``probe_samples``: the cost of an epoch is taken as
+    proportional to the samples it visits (batched models: to its batches; full-batch models:
+    their sweeps' products are linear in the samples)."""
+    if probe_samples < 1 or samples < 0 or epochs < 0 or probe_seconds < 0:
+        raise InputError("estimate_seconds needs probe_samples >= 1 and non-negative other values")
+    return probe_seconds * samples / probe_samples * epochs
+
+
+def probe_epoch_seconds(model: str, opts: dict, data: tuple) -> dict:
+    """Time one epoch of ``model`` on a slice of the training data: full-batch models one sweep on
+    :data:`PROBE_SAMPLES` samples, batched ones whole batches on at least that many (at least 3
+    batches), after an untimed warm-up on one small slice (imports, first-call setup). The test
+    set is cut to 100 samples (the estimate is of training)."""
+    Xtr, ytr, Xte, yte = data
+    n = len(Xtr)
+    popts = {k: v for k, v in opts.items() if k not in ("until_converged", "checkpoint_every")}
+    popts["epochs"] = 1
+    if _is_full_batch(model, opts):
+        m, warm = min(n, PROBE_SAMPLES), min(n, 200)
+    else:
+        bs = min(_batch_size(model, opts), n)
+        m = min(n, max(3 * bs, PROBE_SAMPLES) // bs * bs)
+        warm = bs
+        if model == "fenchel" or model == "lnn":
+            popts["batch_size"] = bs
+    test = (Xte[:100], yte[:100])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_model(model, popts).fit(Xtr[:warm], ytr[:warm], X_test=test[0], y_test=test[1])
+        est = build_model(model, popts)
+        t0 = time.perf_counter()
+        est.fit(Xtr[:m], ytr[:m], X_test=test[0], y_test=test[1])
+        dt = time.perf_counter() - t0
+    return {"probe_seconds": dt, "probe_samples": m, "samples": n,
+            "seconds_per_epoch": estimate_seconds(dt, m, n, 1)}

@@ -1,8 +1,16 @@
-"""Training history shared by every model (Fenchel, LNN, ADMM, BCD, SGD/Adam).
+"""Training history shared by every model (Fenchel, LNN, ADMM, BCD, SGD/Adam), and the rule
+that stops a run "until convergence".
 
 A :class:`History` holds one record (a dict of numbers) per batch and one per
 epoch, plus free-form metadata (model, settings, seed). It saves to JSON
 atomically and plots its curves with matplotlib.
+
+:class:`StopRule` decides from the epoch records alone whether a run has converged (the
+papers' Fig. 1 trains "until convergence"). Because it reads only the records, every model's
+loop honours it in the same way (each checks :meth:`History.stop_reason` after logging an
+epoch), and a resumed run stops where the uninterrupted one would have. The rule is made active
+for the loops of one call with :func:`stopping` (``with stopping(StopRule()): model.fit(...)``),
+so no estimator needs a new parameter.
 """
 
 from __future__ import annotations
@@ -11,8 +19,14 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+__all__ = ["History", "StopRule", "OBJECTIVE_KEYS", "STOP_REASONS", "active_rule",
+           "atomic_write_bytes", "stopping"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -50,6 +64,112 @@ def _clean(value: Any) -> Any:
     return value
 
 
+#: Keys of an epoch record that hold the model's training objective, in order of preference:
+#: the Fenchel model's relaxed objective ``J`` (epoch mean over its batches), the full-batch
+#: baselines' ``objective`` (ADMM, Lau et al. BCD, LNN), the torch networks' mean ``loss``.
+OBJECTIVE_KEYS = ("relaxed_objective", "objective", "loss")
+#: What ``stop_reason`` can say about a finished run.
+STOP_REASONS = ("rule: objective", "rule: accuracy flat", "max epochs")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a run counts as converged (Fig. 1's "until convergence"), read from its epoch records.
+
+    * ``"rule: objective"``: each of the last ``window`` relative changes of the objective is at
+      most ``rel_tol``: ``|f_k - f_(k-1)| <= rel_tol * |f_(k-1)|`` for the last ``window``
+      epochs ``k`` (so ``window + 1`` records are needed). The objective is the first key of
+      :data:`OBJECTIVE_KEYS` the last record holds; every one of those records must hold a
+      finite value of it.
+    * ``"rule: accuracy flat"``: the test accuracy of the last ``acc_window + 1`` records (the
+      last ``acc_window`` epochs and the one before them) lies within a band of ``acc_tol``
+      (``max - min <= acc_tol``; ``1e-3`` = 0.1 percentage point). A slack of ``1e-12`` absorbs
+      the rounding of differences such as ``0.9745 - 0.9735``.
+
+    The objective rule is tested first. Both read only the records' tail, so the decision after
+    epoch ``t`` is the same for any run with the same last records. Records without a
+    ``test_accuracy`` (no test set) never satisfy the accuracy rule.
+    """
+
+    rel_tol: float = 1e-5
+    window: int = 5
+    acc_tol: float = 1e-3
+    acc_window: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("rel_tol", "acc_tol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"StopRule.{name} must be a finite number >= 0, got {v!r}")
+        for name in ("window", "acc_window"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"StopRule.{name} must be an integer >= 1, got {v!r}")
+
+    def objective_converged(self, epochs: Sequence[dict]) -> bool:
+        """The objective rule on ``epochs`` (see the class docstring)."""
+        if len(epochs) < self.window + 1:
+            return False
+        key = next((k for k in OBJECTIVE_KEYS if _finite(epochs[-1].get(k))), None)
+        if key is None:
+            return False
+        f = [r.get(key) for r in epochs[-(self.window + 1):]]
+        if not all(_finite(v) for v in f):
+            return False
+        return all(abs(b - a) <= self.rel_tol * abs(a) for a, b in zip(f[:-1], f[1:]))
+
+    def accuracy_flat(self, epochs: Sequence[dict]) -> bool:
+        """The accuracy rule on ``epochs`` (see the class docstring)."""
+        if len(epochs) < self.acc_window + 1:
+            return False
+        acc = [r.get("test_accuracy") for r in epochs[-(self.acc_window + 1):]]
+        if not all(_finite(v) for v in acc):
+            return False
+        return max(acc) - min(acc) <= self.acc_tol + 1e-12
+
+    def reason(self, epochs: Sequence[dict]) -> str | None:
+        """``"rule: objective"``, ``"rule: accuracy flat"`` or None (not converged) for a run whose
+        epoch records are ``epochs``."""
+        if self.objective_converged(epochs):
+            return STOP_REASONS[0]
+        if self.accuracy_flat(epochs):
+            return STOP_REASONS[1]
+        return None
+
+    def describe(self) -> str:
+        return (f"relative change of the objective <= {self.rel_tol:g} over {self.window} epochs, "
+                f"or test accuracy within {100 * self.acc_tol:g} pp over {self.acc_window} epochs")
+
+    def to_dict(self) -> dict:
+        return {"rel_tol": self.rel_tol, "window": self.window, "acc_tol": self.acc_tol,
+                "acc_window": self.acc_window}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_ACTIVE: ContextVar[StopRule | None] = ContextVar("cvx_fenchel_stop_rule", default=None)
+
+
+@contextmanager
+def stopping(rule: StopRule | None) -> Iterator[StopRule | None]:
+    """Make ``rule`` the active stop rule of the training loops run inside the ``with`` block
+    (``None``: none; every loop then runs its full epoch count)."""
+    if rule is not None and not isinstance(rule, StopRule):
+        raise TypeError(f"stopping() takes a StopRule or None, got {type(rule).__name__}")
+    token = _ACTIVE.set(rule)
+    try:
+        yield rule
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_rule() -> StopRule | None:
+    """The stop rule set by the innermost :func:`stopping` block, or None."""
+    return _ACTIVE.get()
+
+
 @dataclass
 class History:
     """Per-batch and per-epoch training records.
@@ -77,6 +197,14 @@ class History:
     @property
     def last(self) -> dict:
         return self.epochs[-1] if self.epochs else {}
+
+    def stop_reason(self) -> str | None:
+        """The active :class:`StopRule`'s verdict on the epochs so far (:func:`stopping`): a
+        reason to stop now, or None (no rule active, or not converged). Every training loop
+        calls this after logging an epoch (the Fenchel trainer also before starting one, so a
+        resumed run that had already converged does not train on)."""
+        rule = _ACTIVE.get()
+        return None if rule is None else rule.reason(self.epochs)
 
     def to_dict(self) -> dict:
         return {"meta": _clean(self.meta), "batches": self.batches, "epochs": self.epochs}

@@ -1,63 +1,92 @@
-"""``cvx-fenchel reproduce FIGURE``: run every model of one of the papers' MNIST figures.
+"""``cvx-fenchel reproduce TARGET``: run every model of one of the papers' figures (or of a gap
+study of one), with the papers' settings by default.
 
-Each figure is a list of training runs (one per model, with that model's options), each the
+Each figure is a list of training runs (one per model or variant, with its options), each the
 same as one ``cvx-fenchel train`` command. :func:`reproduce` runs them one after the other
 through :func:`cvx_fenchel.experiments.train`. Each figure and data set has its own folder
-``F = OUT/<figure>-subset`` (the embedded subset) or ``OUT/<figure>-full`` (``--data-dir``), so a
-results table never mixes data sets. Each model writes ``F/<model>/history.json`` and its plot,
-then the run writes
+``F = OUT/<figure>-subset`` (the embedded MNIST subset) or ``OUT/<figure>-full`` (``--data-dir``,
+or ``--cifar-dir`` for the CIFAR-10 figures), so a results table never mixes data sets. Each run
+writes ``F/<run>/history.json`` and its plot, then the figure writes
 
-* ``F/results.json`` -- per model: the exact command, the data, seed and backend, final test
-  accuracy, seconds, seconds per epoch, and the paper's reported number (rows of an earlier run
-  in the same folder are kept only when they used the same data, seed and backend);
-* ``F/results.md`` -- the same as a Markdown table (what the README's results come from);
-* ``F/figure.png`` -- test accuracy per epoch of every model, the paper's final numbers as
-  dotted lines.
+* ``F/results.json`` -- per run: the exact command, the data, seed and backend, final test
+  accuracy and its value after every epoch, seconds, seconds per epoch, the paper's reported
+  number, the maximum epochs, why the run stopped (``stop_reason``), the code's commit and the
+  machine (rows of an earlier run in the same folder are kept only when they used the same data,
+  seed and backend);
+* ``F/results.md`` -- the same as a Markdown table;
+* ``F/figure.png`` -- test accuracy per epoch of every run, the paper's final numbers dotted.
 
-Every model's requirements (PyTorch for ``sgd``/``adam``) are checked before the first run.
-The Fenchel model checkpoints at every epoch's end (``--checkpoint-every N``: also every ``N``
-batches), so ``cvx-fenchel reproduce FIGURE --resume`` continues a killed run: models that
-finished with the same command are skipped, the Fenchel model resumes from its checkpoint, and a
-baseline that was running starts again (baselines write no checkpoints).
+Every model's requirements (PyTorch for ``sgd``/``adam``) and the data folders are checked
+before the first run. The Fenchel model checkpoints at every epoch's end (``--checkpoint-every
+N``: also every ``N`` batches), so ``cvx-fenchel reproduce TARGET --resume`` continues a killed
+run: runs that finished with the same command are skipped, the Fenchel run resumes from its
+checkpoint, and a baseline that was running starts again (baselines write no checkpoints).
 
-The figures (numbers from ``reference/paper_results.md``):
+The figures (numbers from ``reference/paper_results.md``, settings from
+``reference/original_settings.md``):
 
 * ``fig1``: MNIST 784-300-10, MSE loss; Taylor et al. ADMM, Lau et al. BCD, the 2018 lifted
-  network (LNN), SGD, and the Fenchel lifted network trained full-batch (Algorithm 1);
+  network (LNN), SGD, and the Fenchel lifted network trained full-batch (Algorithm 1), each
+  **until convergence** (:class:`~cvx_fenchel.history.StopRule`: relative change of the
+  objective <= 1e-5 over 5 sweeps/epochs, or test accuracy within 0.1 pp over 10), the epoch
+  count being the maximum;
 * ``fig2``: MNIST 784-300-10, cross-entropy, 10 epochs; SGD, Adam and the batched Fenchel model
   with the original code's settings;
-* ``fig3``: MNIST LeNet-5, cross-entropy; SGD, Adam, Fenchel (paper: 20 epochs; default here 2).
+* ``fig3``: MNIST LeNet-5, cross-entropy, 20 epochs; SGD, Adam, Fenchel;
+* ``fig4``: CIFAR-10 LeNet-5 (32x32x3), cross-entropy, 80 epochs; SGD, Adam and Fenchel with the
+  paper's single-gradient-step W option (``--w-step gradient``, Adam, step 1e-3). The CIFAR-10
+  data is the JPEG quality-75 copy (``python ../shared/data/cifar10/to_canonical.py DIR`` writes
+  it in the official layout; pass ``--cifar-dir DIR``); every CIFAR row says so.
 
-With no ``--data-dir`` the runs use the MNIST subset shipped with the package (a smoke test of
+Gap studies (each variant a run with its own label; the paper's settings stay the figures'
+defaults, a variant is reported beside them):
+
+* ``fig2-gaps``: SGD with step 0.05 and 0.1 (the default is torch's 0.01);
+* ``fig3-gaps``: Fenchel with the output layer's gamma 10 (the original code's ``rhod``) instead
+  of our conversion ``10 * batch_size``; Fenchel in float64; Fenchel with solver tolerances
+  1e-7; SGD with step 0.05 and 0.1;
+* ``fig4-gaps``: Adam with step 1e-4.
+
+``all`` runs every figure above (the papers' figures first, then the gap studies), the MNIST
+ones on ``--data-dir`` and the CIFAR-10 ones on ``--cifar-dir``. ``--dry-run`` prints the
+commands and, from a short timed probe of each model, its estimated time (:func:`dry_run`).
+
+With no ``--data-dir`` the MNIST runs use the subset shipped with the package (a smoke test of
 the pipeline; the papers' numbers are for the full 60,000/10,000 split).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import has_checkpoint
 from .errors import InputError, UnknownNameError
-from .experiments import command_line, missing_requirements, train
-from .history import History, atomic_write_bytes
+from .experiments import (command_line, estimate_seconds, missing_requirements,
+                          probe_epoch_seconds, train)
+from .history import History, StopRule, atomic_write_bytes
 
-__all__ = ["FIGURES", "Figure", "Run", "commands", "data_tag", "figure_folder", "reproduce"]
+__all__ = ["ALL", "CIFAR_NOTE", "FIGURES", "TARGETS", "Figure", "Run", "commands", "data_tag",
+           "dry_run", "figure_folder", "reproduce", "resume_command"]
 
 
 @dataclass(frozen=True)
 class Run:
     """One model of a figure: ``train(model, {**options, "epochs": epochs, ...})`` of
-    :mod:`cvx_fenchel.experiments` (``options`` as ``(name, value)`` pairs)."""
+    :mod:`cvx_fenchel.experiments` (``options`` as ``(name, value)`` pairs). ``label`` names a
+    variant (its folder and row); ``variant`` says what differs from the paper's setting."""
 
     model: str
     options: tuple = ()
     epochs: int = 10
-    paper: float | None = None  # reported final test accuracy
+    paper: float | None = None  # reported final test accuracy (of the model a variant varies)
     label: str | None = None
+    variant: str | None = None
 
     @property
     def name(self) -> str:
@@ -66,58 +95,185 @@ class Run:
 
 @dataclass(frozen=True)
 class Figure:
+    """A figure: its runs, the architecture and data set they share, whether they train until
+    convergence (``epochs`` then the maximum) and, for a gap study, the figure it studies."""
+
     title: str
     arch: str
     runs: tuple = field(default_factory=tuple)
+    dataset: str = "mnist"
+    until_converged: bool = False
+    gaps_of: str | None = None
 
+
+#: Every CIFAR-10 number carries this note.
+CIFAR_NOTE = "measured on the JPEG quality-75 copy of CIFAR-10"
+
+_CE = (("loss", "cross_entropy"),)
+#: The paper's Fig. 4 W option: one gradient step (Adam, step 1e-3) instead of solving W-steps.
+_ONE_STEP = (("w_step", "gradient"), ("optimizer", "adam"), ("lr", 1e-3))
 
 FIGURES: dict[str, Figure] = {
     "fig1": Figure(
-        "Fig. 1 (Gu et al. 2020): MNIST 784-300-10, MSE loss, full-batch lifted models",
+        "Fig. 1 (Gu et al. 2020): MNIST 784-300-10, MSE loss, full-batch lifted models, until "
+        "convergence",
         "784-300-10",
-        (Run("taylor-admm", (("loss", "mse"),), epochs=100, paper=0.834),
-         Run("lau-bcd", (("loss", "mse"),), epochs=50, paper=0.914),
-         Run("lnn", (("loss", "mse"),), epochs=1, paper=0.863),
-         Run("sgd", (("loss", "mse"),), epochs=10, paper=0.957),
-         Run("fenchel", (("loss", "mse"), ("algorithm", "full")), epochs=30, paper=0.961))),
+        (Run("taylor-admm", (("loss", "mse"),), epochs=1000, paper=0.834),
+         Run("lau-bcd", (("loss", "mse"),), epochs=1000, paper=0.914),
+         Run("lnn", (("loss", "mse"),), epochs=300, paper=0.863),
+         Run("sgd", (("loss", "mse"),), epochs=200, paper=0.957),
+         Run("fenchel", (("loss", "mse"), ("algorithm", "full")), epochs=300, paper=0.961)),
+        until_converged=True),
     "fig2": Figure(
         "Fig. 2 (Gu et al. 2020): MNIST 784-300-10, cross-entropy, 10 epochs",
         "784-300-10",
-        (Run("sgd", (("loss", "cross_entropy"),), epochs=10, paper=0.943),
-         Run("adam", (("loss", "cross_entropy"),), epochs=10, paper=0.976),
-         Run("fenchel", (("loss", "cross_entropy"),), epochs=10, paper=0.976))),
+        (Run("sgd", _CE, epochs=10, paper=0.943),
+         Run("adam", _CE, epochs=10, paper=0.976),
+         Run("fenchel", _CE, epochs=10, paper=0.976))),
     "fig3": Figure(
-        "Fig. 3 (Gu et al. 2020): MNIST LeNet-5, cross-entropy (paper: 20 epochs)",
+        "Fig. 3 (Gu et al. 2020): MNIST LeNet-5, cross-entropy, 20 epochs",
         "lenet5",
-        (Run("sgd", (("loss", "cross_entropy"),), epochs=2, paper=0.986),
-         Run("adam", (("loss", "cross_entropy"),), epochs=2, paper=0.989),
-         Run("fenchel", (("loss", "cross_entropy"),), epochs=2, paper=0.990))),
+        (Run("sgd", _CE, epochs=20, paper=0.986),
+         Run("adam", _CE, epochs=20, paper=0.989),
+         Run("fenchel", _CE, epochs=20, paper=0.990))),
+    "fig4": Figure(
+        "Fig. 4 (Gu et al. 2020): CIFAR-10 LeNet-5, cross-entropy, 80 epochs; Fenchel W-steps "
+        "one gradient step",
+        "lenet5",
+        (Run("sgd", _CE, epochs=80, paper=0.565),
+         Run("adam", _CE, epochs=80, paper=0.625),
+         Run("fenchel", _CE + _ONE_STEP, epochs=80, paper=0.606)),
+        dataset="cifar10"),
+    "fig2-gaps": Figure(
+        "Gap study of Fig. 2: SGD step sizes (MNIST 784-300-10, cross-entropy, 10 epochs)",
+        "784-300-10",
+        (Run("sgd", _CE + (("lr", 0.05),), epochs=10, paper=0.943, label="sgd-lr0.05",
+             variant="SGD step 0.05 (default 0.01)"),
+         Run("sgd", _CE + (("lr", 0.1),), epochs=10, paper=0.943, label="sgd-lr0.1",
+             variant="SGD step 0.1 (default 0.01)")),
+        gaps_of="fig2"),
+    "fig3-gaps": Figure(
+        "Gap study of Fig. 3: Fenchel settings and SGD step sizes (MNIST LeNet-5, cross-entropy, "
+        "20 epochs)",
+        "lenet5",
+        (Run("fenchel", _CE + (("gamma", (1e-4, 0.01, 1.0, 1.0, 10.0)),), epochs=20, paper=0.990,
+             label="fenchel-gamma-out-10",
+             variant="output layer gamma 10 (the original rhod) instead of 10 * batch_size"),
+         Run("fenchel", _CE + (("dtype", "float64"),), epochs=20, paper=0.990,
+             label="fenchel-float64", variant="float64 instead of float32"),
+         Run("fenchel", _CE + (("tol_x", 1e-7), ("tol_w", 1e-7)), epochs=20, paper=0.990,
+             label="fenchel-tol1e-7", variant="X- and W-step tolerances 1e-7 instead of 1e-5"),
+         Run("sgd", _CE + (("lr", 0.05),), epochs=20, paper=0.986, label="sgd-lr0.05",
+             variant="SGD step 0.05 (default 0.01)"),
+         Run("sgd", _CE + (("lr", 0.1),), epochs=20, paper=0.986, label="sgd-lr0.1",
+             variant="SGD step 0.1 (default 0.01)")),
+        gaps_of="fig3"),
+    "fig4-gaps": Figure(
+        "Gap study of Fig. 4: Adam step size (CIFAR-10 LeNet-5, cross-entropy, 80 epochs)",
+        "lenet5",
+        (Run("adam", _CE + (("lr", 1e-4),), epochs=80, paper=0.625, label="adam-lr1e-4",
+             variant="Adam step 1e-4 (default 1e-3)"),),
+        dataset="cifar10", gaps_of="fig4"),
 }
+#: What ``all`` runs, in order: the papers' figures, then the gap studies.
+ALL = ("fig1", "fig2", "fig3", "fig4", "fig2-gaps", "fig3-gaps", "fig4-gaps")
+#: Every target of ``cvx-fenchel reproduce``.
+TARGETS = tuple(FIGURES) + ("all",)
 
 
 def _options(fig: Figure, run: Run, *, epochs: int | None, seed: int, backend: str,
-             checkpoint_every: int | None = None) -> dict:
+             checkpoint_every: int | None = None, until_converged: bool = False) -> dict:
+    """The ``train`` options of ``run``. ``until_converged`` is added only when set, so the
+    options (recorded in ``history.json`` and compared by ``--resume``) of a figure without it
+    are those of earlier versions."""
     opts = {"arch": fig.arch, **dict(run.options),
             "epochs": epochs if epochs is not None else run.epochs, "seed": seed, "backend": backend}
     if run.model == "fenchel":  # checkpoints at epoch ends (and every N batches): --resume
         opts["checkpoint_every"] = checkpoint_every or 0
+    if fig.until_converged or until_converged:
+        opts["until_converged"] = True
     return opts
+
+
+def _targets(target: str) -> list[str]:
+    if target == "all":
+        return list(ALL)
+    _figure(target)
+    return [target]
+
+
+def _data_dir(figure: str, data_dir: str | None, cifar_dir: str | None) -> str | None:
+    """The data folder of ``figure``: ``cifar_dir`` for CIFAR-10 figures (required: there is no
+    shipped subset), else ``data_dir`` (None: the shipped MNIST subset)."""
+    fig = _figure(figure)
+    if fig.dataset != "cifar10":
+        return data_dir
+    if cifar_dir is None:
+        raise InputError(f"{figure} trains on CIFAR-10: give --cifar-dir DIR, the folder "
+                         "'python ../shared/data/cifar10/to_canonical.py DIR' writes (the official "
+                         "cifar-10-batches-py layout of the JPEG quality-75 copy)")
+    return cifar_dir
+
+
+def _plan(target: str, *, data_dir: str | None, cifar_dir: str | None, epochs: int | None,
+          out: str, seed: int, backend: str, models: list[str] | None,
+          checkpoint_every: int | None, until_converged: bool) -> list[tuple]:
+    """``[(figure, Figure, folder, data dir, [(Run, options, argv), ...]), ...]`` of ``target``,
+    every input checked (figure names, models, data folders given) before anything runs."""
+    figures = _targets(target)
+    if models and target == "all":
+        raise InputError("--models selects runs of one figure; with 'all' every figure runs in full")
+    plan = []
+    for name in figures:
+        fig = FIGURES[name]
+        dd = _data_dir(name, data_dir, cifar_dir)
+        folder = figure_folder(out, name, dd)
+        runs = []
+        for r in _select(fig, models):
+            opts = _options(fig, r, epochs=epochs, seed=seed, backend=backend,
+                            checkpoint_every=checkpoint_every, until_converged=until_converged)
+            argv = command_line(r.model, opts, dataset=fig.dataset, data_dir=dd,
+                                out=str(folder / r.name))
+            runs.append((r, opts, argv))
+        plan.append((name, fig, folder, dd, runs))
+    return plan
 
 
 def commands(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
              out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
-             models: list[str] | None = None, checkpoint_every: int | None = None) -> list[list[str]]:
-    """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure``."""
-    fig = _figure(figure)
-    return [command_line(r.model, _options(fig, r, epochs=epochs, seed=seed, backend=backend,
-                                           checkpoint_every=checkpoint_every),
-                         data_dir=data_dir, out=str(figure_folder(out, figure, data_dir) / r.name))
-            for r in _select(fig, models)]
+             models: list[str] | None = None, checkpoint_every: int | None = None,
+             cifar_dir: str | None = None, until_converged: bool = False) -> list[list[str]]:
+    """The ``cvx-fenchel`` argument lists :func:`reproduce` runs for ``figure`` (or ``all``)."""
+    plan = _plan(figure, data_dir=data_dir, cifar_dir=cifar_dir, epochs=epochs, out=out, seed=seed,
+                 backend=backend, models=models, checkpoint_every=checkpoint_every,
+                 until_converged=until_converged)
+    return [argv for *_, runs in plan for _, _, argv in runs]
+
+
+def resume_command(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
+                   out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
+                   models: list[str] | None = None, checkpoint_every: int | None = None,
+                   cifar_dir: str | None = None, until_converged: bool = False) -> str:
+    """The ``cvx-fenchel reproduce ... --resume`` command that continues this reproduction."""
+    argv = ["reproduce", figure]
+    for flag, v in (("--data-dir", data_dir), ("--cifar-dir", cifar_dir), ("--epochs", epochs),
+                    ("--out", out), ("--checkpoint-every", checkpoint_every)):
+        if v is not None:
+            argv += [flag, str(v)]
+    if seed != 0:
+        argv += ["--seed", str(seed)]
+    if backend != "auto":
+        argv += ["--backend", backend]
+    if models:
+        argv += ["--models", *models]
+    if until_converged:
+        argv.append("--until-converged")
+    return "cvx-fenchel " + shlex.join(argv + ["--resume"])
 
 
 def _figure(name: str) -> Figure:
     if name not in FIGURES:
-        raise UnknownNameError(f"unknown figure {name!r}; choose one of {sorted(FIGURES)}")
+        raise UnknownNameError(f"unknown figure {name!r}; choose one of {sorted(TARGETS)}")
     return FIGURES[name]
 
 
@@ -145,31 +301,61 @@ def figure_folder(out: str | Path, figure: str, data_dir: str | None) -> Path:
 def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = None,
               out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
               models: list[str] | None = None, quiet: bool = False, resume: bool = False,
-              checkpoint_every: int | None = None) -> dict:
-    """Run every model of ``figure`` and write ``results.json``, ``results.md``, ``figure.png``
-    into :func:`figure_folder` (``OUT/<figure>-subset`` or ``OUT/<figure>-full``).
+              checkpoint_every: int | None = None, cifar_dir: str | None = None,
+              until_converged: bool = False) -> dict:
+    """Run every model of ``figure`` (``all``: of every figure in :data:`ALL`) and write
+    ``results.json``, ``results.md``, ``figure.png`` into each :func:`figure_folder`.
 
-    Every model's requirements are checked before the first one runs. The Fenchel model
-    checkpoints at every epoch's end (and every ``checkpoint_every`` batches) into
-    ``<model>/checkpoints``. ``resume``: continue a killed reproduce run: a model whose
-    ``history.json`` holds a finished run of the same command is skipped (its row is read from
-    it), a Fenchel run with a checkpoint is resumed (``cvx-fenchel train --resume``), any other
-    model runs again. Returns the results dict (also written to ``results.json``).
+    ``data_dir``: MNIST (None: the shipped subset); ``cifar_dir``: CIFAR-10 (required by the
+    CIFAR figures). ``epochs`` overrides every run's epochs (with ``until_converged``, and in
+    ``fig1``, the maximum). Every model's requirements and every data folder argument are
+    checked before the first run. The Fenchel model checkpoints at every epoch's end (and every
+    ``checkpoint_every`` batches) into ``<run>/checkpoints``. ``resume``: continue a killed
+    reproduce run: a run whose ``history.json`` holds a finished run of the same command is
+    skipped (its row is read from it), a Fenchel run with a checkpoint is resumed (``cvx-fenchel
+    train --resume``), any other run starts again. Returns the results dict of the figure (for
+    ``all``: ``{figure: results}``), also written to ``results.json``.
     """
-    fig = _figure(figure)
-    runs = _select(fig, models)
-    problem = missing_requirements([r.model for r in runs])
+    kw = dict(data_dir=data_dir, cifar_dir=cifar_dir, epochs=epochs, out=out, seed=seed,
+              backend=backend, models=models, checkpoint_every=checkpoint_every,
+              until_converged=until_converged)
+    plan = _plan(figure, **kw)
+    problem = missing_requirements([r.model for *_, runs in plan for r, _, _ in runs])
     if problem:
         raise InputError(problem)
-    outp = figure_folder(out, figure, data_dir)
+    _check_data_dirs(plan)
+    print(f"to continue after a kill: {resume_command(figure, **kw)}", flush=True)
+    results = {}
+    for name, fig, outp, dd, runs in plan:
+        results[name] = _reproduce_figure(name, fig, outp, dd, runs, seed=seed, backend=backend,
+                                          quiet=quiet, resume=resume)
+    return results if figure == "all" else results[figure]
+
+
+def _check_data_dirs(plan: list[tuple]) -> None:
+    """Every data folder of the plan exists (a CIFAR-10 one in the official layout), so ``all``
+    never fails on its last figure after days of training."""
+    for name, fig, _, dd, _ in plan:
+        if dd is None:
+            continue
+        p = Path(dd).expanduser()
+        flag = "--cifar-dir" if fig.dataset == "cifar10" else "--data-dir"
+        if not p.is_dir():
+            raise InputError(f"{flag} {dd} (for {name}) is not a folder")
+        if fig.dataset == "cifar10" and not ((p / "cifar-10-batches-py").is_dir()
+                                             or (p / "data_batch_1").is_file()):
+            raise InputError(f"{flag} {dd} (for {name}) holds no cifar-10-batches-py/ folder; "
+                             "write it with 'python ../shared/data/cifar10/to_canonical.py DIR'")
+
+
+def _reproduce_figure(figure: str, fig: Figure, outp: Path, data_dir: str | None, runs: list,
+                      *, seed: int, backend: str, quiet: bool, resume: bool) -> dict:
     outp.mkdir(parents=True, exist_ok=True)
-    print(f"reproduce {figure} on {'the embedded MNIST subset' if data_dir is None else data_dir}: "
-          f"results in {outp}", flush=True)
+    what = ("the embedded MNIST subset" if data_dir is None else data_dir) + \
+        (f" ({CIFAR_NOTE})" if fig.dataset == "cifar10" else "")
+    print(f"reproduce {figure} on {what}: results in {outp}", flush=True)
     rows = []
-    for run in runs:
-        opts = _options(fig, run, epochs=epochs, seed=seed, backend=backend,
-                        checkpoint_every=checkpoint_every)
-        argv = command_line(run.model, opts, data_dir=data_dir, out=str(outp / run.name))
+    for run, opts, argv in runs:
         print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
         hist = _finished(outp / run.name, run.model, opts, data_dir) if resume else None
         if hist is not None:
@@ -178,20 +364,20 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
         else:
             again = resume and run.model == "fenchel" and has_checkpoint(outp / run.name / "checkpoints")
             # re-running a model of a figure replaces its run (that is how --models updates a row)
-            res = train(run.model, opts, data_dir=data_dir, out=outp / run.name, quiet=quiet,
-                        overwrite=not again, resume=again, log=lambda line: print(line, flush=True))
+            res = train(run.model, opts, dataset=fig.dataset, data_dir=data_dir, out=outp / run.name,
+                        quiet=quiet, overwrite=not again, resume=again,
+                        log=lambda line: print(line, flush=True))
             hist, seconds = res["history"], float(res["seconds"])
-        n_ep = len(hist.epochs)
-        rows.append({"model": run.name, "command": "cvx-fenchel " + shlex.join(argv),
-                     "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
-                     "test_accuracy_per_epoch": hist.series("test_accuracy"),
-                     "seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
-                     "paper": run.paper, "data": data_dir or "embedded MNIST subset",
-                     "seed": seed, "backend": backend})
+        rows.append(_row(fig, run, opts, argv, hist, seconds, data_dir, seed, backend,
+                         outp / run.name / "history.json"))
     rows = _merge_previous(outp / "results.json", figure, fig, rows)
+    rule = StopRule()
     result = {"figure": figure, "title": fig.title, "data_dir": data_dir, "seed": seed,
               "backend": backend, "command": "cvx-fenchel reproduce " + shlex.join(sys.argv[2:])
-              if len(sys.argv) > 2 and sys.argv[1] == "reproduce" else None, "runs": rows}
+              if len(sys.argv) > 2 and sys.argv[1] == "reproduce" else None, "runs": rows,
+              "dataset": fig.dataset, "arch": fig.arch, "gaps_of": fig.gaps_of,
+              "note": CIFAR_NOTE if fig.dataset == "cifar10" else None,
+              "stop_rule": rule.describe() if any(r.get("until_converged") for r in rows) else None}
     atomic_write_bytes(outp / "results.json", json.dumps(result, indent=1).encode())
     atomic_write_bytes(outp / "results.md", markdown(result).encode())
     plot(result, outp / "figure.png")
@@ -199,7 +385,32 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
     return result
 
 
-def _finished(out: Path, model: str, opts: dict, data_dir: str | None) -> History | None:
+def _row(fig: Figure, run: Run, opts: dict, argv: list[str], hist: History, seconds: float,
+         data_dir: str | None, seed: int, backend: str, history_path: Path) -> dict:
+    """The results.json row of one finished run (fields of earlier versions first, then the
+    ones added with the stop rule, CIFAR-10 and the gap studies)."""
+    n_ep = sum(1 for r in hist.epochs if r.get("epoch") != 0)  # LNN also records its start (epoch 0)
+    meta = hist.meta
+    reason = meta.get("stop_reason")
+    if reason is None and n_ep >= int(opts["epochs"]):  # a run made before stop reasons existed
+        reason = "max epochs"
+    return {"model": run.name, "command": "cvx-fenchel " + shlex.join(argv),
+            "epochs": n_ep, "test_accuracy": hist.last.get("test_accuracy"),
+            "test_accuracy_per_epoch": hist.series("test_accuracy"),
+            "seconds": seconds, "seconds_per_epoch": seconds / max(n_ep, 1),
+            "paper": run.paper, "data": data_dir or "embedded MNIST subset",
+            "seed": seed, "backend": backend,
+            # added: what ran, how it stopped, where and with which code
+            "base_model": run.model, "variant": run.variant, "dataset": fig.dataset,
+            "note": CIFAR_NOTE if fig.dataset == "cifar10" else None,
+            "max_epochs": int(opts["epochs"]), "until_converged": bool(opts.get("until_converged")),
+            "stop_reason": reason, "train_accuracy_per_epoch": hist.series("train_accuracy"),
+            "source_commit": meta.get("source_commit"), "machine": meta.get("machine"),
+            "resumed_at": meta.get("resumed_at"), "history": str(history_path)}
+
+
+def _finished(out: Path, model: str, opts: dict, data_dir: str | None,
+              quiet: bool = False) -> History | None:
     """The history of a finished run in ``out`` made by the same command, else None."""
     try:
         hist = History.load(out / "history.json")
@@ -208,7 +419,7 @@ def _finished(out: Path, model: str, opts: dict, data_dir: str | None) -> Histor
     m = hist.meta
     same = (m.get("model") == model and m.get("data_dir") == data_dir
             and json.loads(json.dumps(m.get("options"))) == json.loads(json.dumps(opts)))
-    if not same:
+    if not same and not quiet:
         print(f"note: {out / 'history.json'} holds a run of other options: running it again", flush=True)
     return hist if same else None
 
@@ -240,16 +451,23 @@ def _merge_previous(path: Path, figure: str, fig: Figure, rows: list[dict]) -> l
 
 def markdown(result: dict) -> str:
     """Markdown table of a :func:`reproduce` result."""
+    data = result["data_dir"] or "embedded MNIST subset (10,000 train / 2,000 test)"
     lines = [f"### {result['title']}", "",
-             (f"Data: {result['data_dir'] or 'embedded MNIST subset (10,000 train / 2,000 test)'}; "
-             f"seed {result['seed']}; backend {result['backend']}."), "",
-             "| model | data | epochs | test accuracy | paper | s/epoch | command |",
-             "|---|---|---|---|---|---|---|"]
+             f"Data: {data}; seed {result['seed']}; backend {result['backend']}."]
+    if result.get("note"):
+        lines[-1] += f" Every number {result['note']}."
+    if result.get("stop_rule"):
+        lines[-1] += f" Until converged: {result['stop_rule']} (epochs: the maximum)."
+    lines += ["", "| model | data | epochs | test accuracy | paper | s/epoch | stopped | command |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         acc = "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         paper = "" if r["paper"] is None else f"{r['paper']:.3f}"
+        stop = r.get("stop_reason") or ""
+        if r.get("max_epochs") is not None and stop != "max epochs":
+            stop += f" (max {r['max_epochs']})"
         lines.append(f"| {r['model']} | {r.get('data', '?')} | {r['epochs']} | {acc} | {paper} | "
-                     f"{r['seconds_per_epoch']:.1f} | `{r['command']}` |")
+                     f"{r['seconds_per_epoch']:.1f} | {stop} | `{r['command']}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,3 +492,88 @@ def plot(result: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# --dry-run: the commands, and each run's time estimated from a short timed probe
+
+def _status(folder: Path, run: Run, opts: dict, data_dir: str | None) -> tuple[str, int]:
+    """(what ``--resume`` will do with this run, epochs already done)."""
+    if _finished(folder, run.model, opts, data_dir, quiet=True) is not None:
+        return "finished: skipped with --resume", -1
+    ck = folder / "checkpoints"
+    if run.model == "fenchel" and has_checkpoint(ck):
+        from .checkpoint import position, read_state
+        try:
+            e, b = position(read_state(ck))
+        except InputError:
+            return "unreadable checkpoint", 0
+        return f"checkpoint after {e} epochs{f' and {b} batches' if b else ''}: resumes there", e
+    if (folder / "history.json").exists():
+        return "holds a run of other options: runs again", 0
+    return "not started", 0
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def dry_run(figure: str, *, probe: bool = True, data_dir: str | None = None,
+            epochs: int | None = None, out: str = "runs/reproduce", seed: int = 0,
+            backend: str = "auto", models: list[str] | None = None,
+            checkpoint_every: int | None = None, cifar_dir: str | None = None,
+            until_converged: bool = False, print_: Callable[[str], None] = print) -> list[dict]:
+    """Print what :func:`reproduce` would run. ``probe=False``: the ``cvx-fenchel train``
+    commands only, one per line. ``probe=True``: per figure its folder, then per run the command,
+    what ``--resume`` would do with it (finished / checkpoint / not started) and its estimated
+    time from :func:`~cvx_fenchel.experiments.probe_epoch_seconds` (``epochs`` x the probe's seconds per epoch; with a stop rule the
+    epochs are the maximum, so the time is an upper estimate), and the load average the probes
+    ran under (their times grow with it). Returns one dict per run (``argv``, ``status``, and
+    with ``probe`` the estimate)."""
+    kw = dict(data_dir=data_dir, cifar_dir=cifar_dir, epochs=epochs, out=out, seed=seed,
+              backend=backend, models=models, checkpoint_every=checkpoint_every,
+              until_converged=until_converged)
+    plan = _plan(figure, **kw)
+    if not probe:
+        for *_, runs in plan:
+            for _, _, argv in runs:
+                print_("cvx-fenchel " + shlex.join(argv))
+        return [{"argv": argv} for *_, runs in plan for _, _, argv in runs]
+    problem = missing_requirements([r.model for *_, runs in plan for r, _, _ in runs])
+    if problem:
+        raise InputError(problem)
+    from .experiments import load_data
+    load_before = os.getloadavg()
+    cache: dict = {}
+    rows, total = [], 0.0
+    for name, fig, folder, dd, runs in plan:
+        print_(f"# {name}: {fig.title}\n# results in {folder}"
+               + (f"; {CIFAR_NOTE}" if fig.dataset == "cifar10" else ""))
+        for run, opts, argv in runs:
+            status, done = _status(folder / run.name, run, opts, dd)
+            print_("cvx-fenchel " + shlex.join(argv))
+            row = {"figure": name, "run": run.name, "argv": argv, "status": status}
+            rows.append(row)
+            if done < 0:  # finished: nothing to estimate
+                print_(f"#   {run.name}: {status}")
+                row.update(epochs_left=0, estimated_seconds=0.0)
+                continue
+            key = (fig.dataset, dd, "conv" if fig.arch == "lenet5" else "flat")
+            if key not in cache:
+                cache[key] = load_data(fig.dataset, dd, fig.arch)
+            est = probe_epoch_seconds(run.model, opts, cache[key])
+            left = max(int(opts["epochs"]) - done, 0)
+            seconds = est["seconds_per_epoch"] * left
+            total += seconds
+            bound = " at most" if opts.get("until_converged") else ""
+            print_(f"#   {run.name}: {status}; ~{est['seconds_per_epoch']:.3g} s/epoch x{bound} {left} "
+                   f"epochs = ~{_fmt_seconds(seconds)} (probe: 1 epoch on {est['probe_samples']} of "
+                   f"{est['samples']} samples in {est['probe_seconds']:.2f} s)")
+            row.update(epochs_left=left, estimated_seconds=seconds, **est)
+    load_after = os.getloadavg()
+    print_(f"# estimated total: ~{_fmt_seconds(total)} of training (excluding the per-epoch test "
+           f"evaluation); probes ran at load average {load_before[0]:.2f} (1 min) before, "
+           f"{load_after[0]:.2f} after, on {os.cpu_count()} CPUs")
+    print_(f"# run it: {resume_command(figure, **kw).removesuffix(' --resume')}")
+    print_(f"# continue it after a kill: {resume_command(figure, **kw)}")
+    return rows

@@ -162,7 +162,9 @@ class BCDTrainer:
         labels (for accuracies; may be None); ``X_test, y_test`` scored at the end of every
         epoch (feed-forward rule); ``checkpoint_dir``: checkpoint at every epoch's end and, with
         ``checkpoint_every = k > 0``, after every ``k`` batches; ``verbose``: tqdm progress bar;
-        ``callback(trainer, batch_record)`` after every batch. Returns :attr:`history`.
+        ``callback(trainer, batch_record)`` after every batch. With a stop rule active
+        (:func:`cvx_fenchel.history.stopping`) training ends at the first epoch boundary where
+        it holds (``epochs`` is then the maximum). Returns :attr:`history`.
         """
         net, xp, cfg, st = self.network, self.xp, self.config, self.state
         epochs = cfg.epochs if epochs is None else check_int(epochs, "epochs", 0)
@@ -192,7 +194,9 @@ class BCDTrainer:
             bar = tqdm(total=max(max(epochs - st.epoch, 0) * n_batches - st.batch, 0), unit="batch",
                        desc=desc, leave=True)
         try:
-            while st.epoch < epochs:
+            # the active stop rule (history.stopping) is read at every epoch boundary, also the
+            # first: a resumed run that had converged does not train on
+            while st.epoch < epochs and not (st.batch == 0 and self.history.stop_reason()):
                 order = self.epoch_order(st.epoch, n)
                 while st.batch < n_batches:
                     if cfg.algorithm == "full":

@@ -324,3 +324,74 @@ def test_reproduce_resume_skips_finished_models_and_resumes_the_fenchel_run(tmp_
     with np.load(fig / "fenchel/checkpoints/weights-2-0.npz") as x, \
             np.load(ref / "fenchel/checkpoints/weights-2-0.npz") as y:
         assert all(np.array_equal(x[k], y[k]) for k in x.files)
+
+
+def _table(folder: Path) -> list[dict]:
+    """The results table of a reproduce folder without what differs between any two runs (times,
+    the machine, the output folder inside the commands)."""
+    res = json.loads((folder / "results.json").read_text())
+    keep = ("model", "epochs", "test_accuracy", "test_accuracy_per_epoch",
+            "train_accuracy_per_epoch", "paper", "max_epochs", "stop_reason", "base_model", "data")
+    return [{**{k: r.get(k) for k in keep}, "command": r["command"].replace(str(folder), "F")}
+            for r in res["runs"]]
+
+
+def test_reproduce_killed_by_sigkill_then_resumed_gives_the_uninterrupted_table(tmp_path, capsys):
+    """``reproduce fig2`` (SGD, then Fenchel; 2 epochs of 2 batches, a checkpoint after every
+    batch) is SIGKILLed in a child process while the Fenchel model trains its last batch; after
+    ``--resume`` the results table (models, epochs, test accuracy after every epoch, stop reasons)
+    equals that of an uninterrupted run, SGD is not trained again and Fenchel resumes from its
+    mid-epoch checkpoint."""
+    torch = pytest.importorskip("torch")
+    argv = ["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "fenchel", "--checkpoint-every",
+            "1", "--backend", "numpy", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    out, ready = tmp_path / "killed", tmp_path / "ready"
+    script = tmp_path / "child.py"
+    script.write_text(inspect.getsource(small) + textwrap.dedent(f"""
+        import sys, time
+        import torch
+        from threadpoolctl import threadpool_limits
+        from cvx_fenchel import cli, experiments
+        from cvx_fenchel.history import History
+        experiments.load_data = small
+        log_batch = History.log_batch
+        def slow(self, **rec):  # the Fenchel run's last batch: say so, then take "forever"
+            log_batch(self, **rec)
+            if "relaxed_objective" in rec and (rec["epoch"], rec["batch"]) == (2, 2):
+                open({str(ready)!r}, "w").close()
+                time.sleep(120)
+        History.log_batch = slow
+        with threadpool_limits(1):
+            torch.set_num_threads({torch.get_num_threads()})  # as in the test's process
+            sys.exit(cli.main({[*argv, "--out", str(out)]!r}))
+    """))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic()
+        while not ready.exists():
+            assert child.poll() is None, child.communicate()[0].decode()
+            assert time.monotonic() - t0 < 300, "the child never reached the Fenchel run's last batch"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    fig = out / "fig2-subset"
+    assert (fig / "sgd" / "history.json").exists() and not (fig / "fenchel" / "history.json").exists()
+    assert not (fig / "results.json").exists()
+    assert (read_state(fig / "fenchel" / "checkpoints")["epoch"],
+            read_state(fig / "fenchel" / "checkpoints")["batch"]) == (1, 1)
+    sgd = (fig / "sgd" / "history.json").read_bytes()
+    capsys.readouterr()
+    assert cli.main([*argv, "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "finished earlier" in printed and "at epoch 2, batch 2" in printed
+    assert (fig / "sgd" / "history.json").read_bytes() == sgd  # not trained again
+    table = _table(fig)
+    assert [r["model"] for r in table] == ["sgd", "fenchel"]
+    assert all(r["epochs"] == 2 and len(r["test_accuracy_per_epoch"]) == 2 for r in table)
+    assert table == _table(tmp_path / "straight" / "fig2-subset")

@@ -325,7 +325,8 @@ class _FullBatchMSEClassifier:
         ----------
         X : (m, n_features) float array; y : (m,) integer labels in ``0..K-1``
         X_test, y_test : optional test data, scored after every iteration
-        epochs : optional number of full-batch iterations (default ``self.n_iter``)
+        epochs : optional number of full-batch iterations (default ``self.n_iter``); the maximum
+            when a stop rule is active (:func:`cvx_fenchel.history.stopping`)
 
         Returns
         -------
@@ -526,5 +527,7 @@ class TaylorADMMClassifier(_FullBatchMSEClassifier):
                 it, t0, t_total, t_step, parts, H, Y, y, X_test, y_test, [(W, None) for W in Ws],
                 f"ADMM diverged at iteration {it + 1} (objective {parts['objective']}); lower beta "
                 "or gamma", multiplier_updated=it >= self.n_warmup)
+            if self.history_.stop_reason():  # the active stop rule (history.stopping)
+                break
         self._state = {"W": Ws, "a": As[1:], "z": Zs, "lambda": lam}
         return [(W, None) for W in Ws]

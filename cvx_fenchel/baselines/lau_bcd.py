@@ -272,5 +272,7 @@ class LauBCDClassifier(_FullBatchMSEClassifier):
             t_total = self._log_iteration(
                 it, t0, t_total, t_step, parts, H, Y, y, X_test, y_test, list(zip(Ws, bs)),
                 f"BCD produced a non-finite objective at sweep {it + 1}")
+            if self.history_.stop_reason():  # the active stop rule (history.stopping)
+                break
         self._state = {"W": Ws, "b": bs, "V": Vs[1:], "U": Us}
         return list(zip(Ws, bs))

@@ -301,7 +301,8 @@ class LNNClassifier(_FullBatchMSEClassifier):
         ----------
         X : (m, n_features) float array; y : (m,) integer labels in ``0..K-1``
         X_test, y_test : optional test data, scored after every sweep (full batch) or epoch
-        epochs : full batch: number of sweeps (overrides ``n_iter``); mini-batch: passes
+        epochs : full batch: number of sweeps (overrides ``n_iter``); mini-batch: passes (the
+            maximum when a stop rule is active, :func:`cvx_fenchel.history.stopping`)
 
         Returns
         -------
@@ -409,6 +410,8 @@ class LNNClassifier(_FullBatchMSEClassifier):
             self.history_.log_batch(epoch=it + 1, batch=0, loss=parts["objective"],
                                     train_accuracy=rec["train_accuracy"], time=t_total)
             self.history_.log_epoch(epoch=it + 1, time=t_total, time_step=t_step, **rec)
+            if self.history_.stop_reason():  # the active stop rule (history.stopping)
+                break
         self._state = st
 
     def _fit_batches(self, X, Y, y, X_test, y_test, n_iter, n_epochs, Ws, bs, xp, rng) -> None:
@@ -448,6 +451,8 @@ class LNNClassifier(_FullBatchMSEClassifier):
             if X_test is not None:
                 rec["test_accuracy"] = self._ff_accuracy(X_test, y_test, Ws, bs)
             self.history_.log_epoch(epoch=ep + 1, time=t_ep, elapsed=t_total, **rec)
+            if self.history_.stop_reason():  # the active stop rule (history.stopping)
+                break
         if bar is not None:
             bar.close()
 

@@ -454,7 +454,8 @@ class TorchNetClassifier:
             (m, 28|32, 28|32, 1|3), (m, 28, 28) or flat (m, 784|1024|3072).
         y : (m,) int labels in 0..n_classes-1
         X_test, y_test : optional held-out data (both or neither)
-        epochs : overrides ``self.epochs`` for this call
+        epochs : overrides ``self.epochs`` for this call (the maximum when a stop rule is
+            active, :func:`cvx_fenchel.history.stopping`)
         """
         torch = _require_torch()
         self._validate_params()
@@ -544,6 +545,8 @@ class TorchNetClassifier:
                 hist.log_epoch(**erec)
                 if bar is not None and "test_accuracy" in erec:
                     bar.set_postfix(epoch=epoch, test_acc=f"{erec['test_accuracy']:.4f}")
+                if hist.stop_reason():  # the active stop rule (history.stopping)
+                    break
         finally:
             if bar is not None:
                 bar.close()
