@@ -6,9 +6,10 @@
   ``--checkpoint-every N`` checkpoints every ``N`` batches and at epoch ends (atomic writes) into
   ``OUT/checkpoints``; ``--resume`` continues a killed run from there, bit for bit as if it had
   never stopped (:func:`cvx_fenchel.experiments.train`).
-* ``cvx-fenchel reproduce fig1|fig2|fig3`` -- every model of one of the papers' MNIST figures
-  (:mod:`cvx_fenchel.reproduce`): results table, JSON and a comparison plot; ``--resume`` skips
-  the finished models and resumes the Fenchel run.
+* ``cvx-fenchel reproduce fig1|fig2|fig3|fig4|fig2-gaps|fig3-gaps|fig4-gaps|all`` -- every model
+  of one of the papers' figures or gap studies (:mod:`cvx_fenchel.reproduce`): results table,
+  JSON and a comparison plot; ``--resume`` skips the finished models and resumes the Fenchel
+  run; ``--dry-run`` prints the commands with time estimates from a short probe.
 * ``cvx-fenchel report`` -- the paper-vs-ours report of every paper number from the reproduce
   runs (:mod:`cvx_fenchel.report`): ``REPRODUCTION.md``/``.json`` and one plot per figure.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``); ``--workers N`` or
@@ -61,6 +62,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiments import OPTIONS, fresh_folder, resumable_folder, train
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+    for k in ("lam", "rho", "gamma", "coef"):  # one value: every layer; several: one per layer
+        if isinstance(options.get(k), list):
+            options[k] = options[k][0] if len(options[k]) == 1 else tuple(options[k])
     out = args.out
     if out is None:
         out = resumable_folder("runs/train") if args.resume else fresh_folder("runs/train")
@@ -128,17 +132,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import commands, reproduce
+    from .reproduce import dry_run, reproduce
+    kw = dict(data_dir=args.data_dir, cifar_dir=args.cifar_dir, epochs=args.epochs, out=args.out,
+              seed=args.seed, backend=args.backend, models=args.models,
+              checkpoint_every=args.checkpoint_every, until_converged=args.until_converged)
     if args.dry_run:
-        import shlex
-        for argv in commands(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out,
-                             seed=args.seed, backend=args.backend, models=args.models,
-                             checkpoint_every=args.checkpoint_every):
-            print("cvx-fenchel " + shlex.join(argv))
+        dry_run(args.figure, probe=not args.no_probe, **kw)
         return 0
-    reproduce(args.figure, data_dir=args.data_dir, epochs=args.epochs, out=args.out, seed=args.seed,
-              backend=args.backend, models=args.models, quiet=args.quiet, resume=args.resume,
-              checkpoint_every=args.checkpoint_every)
+    reproduce(args.figure, quiet=args.quiet, resume=args.resume, **kw)
     return 0
 
 
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default=None, choices=C.BACKENDS)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--dtype", default=None, choices=C.DTYPES)
+    g.add_argument("--until-converged", action="store_true", default=None,
+                   help="train until the stop rule holds (relative change of the objective <= 1e-5 "
+                        "over 5 epochs, or test accuracy within 0.1 pp over 10); --epochs is then "
+                        "the maximum; history.json records the stop_reason")
     g = s.add_argument_group("fenchel (see cvx_fenchel.config; a flag for a value the preset "
                              "fixes overrides it and the header says so)")
     g.add_argument("--settings", default=None, choices=("auto", "original", "plain", "none"),
@@ -187,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, typ, what in (("lam", float, "divergence weight (every layer)"),
                             ("rho", float, "ridge weight"), ("gamma", float, "proximal weight"),
                             ("coef", float, "X-step weight of the next layer's term")):
-        g.add_argument(f"--{name}", type=typ, default=None, help=what)
+        g.add_argument(f"--{name}", type=typ, nargs="+", default=None, metavar="V",
+                       help=what + "; several values: one per weighted layer")
     g.add_argument("-K", "--K", dest="K", type=int, default=None, help="BCD sweeps per batch")
     g.add_argument("--w-first", action="store_true", default=None, help="W-steps before X-steps")
     g.add_argument("--algorithm", default=None, choices=C.ALGORITHMS,
@@ -196,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--w-step", default=None, choices=C.W_STEPS,
                    help="solve each W-step, or take one gradient step (the paper's CIFAR-10 setting)")
     g.add_argument("--optimizer", default=None, choices=C.OPTIMIZERS, help="--w-step gradient")
-    g.add_argument("--lr", type=float, default=None, help="--w-step gradient: step size")
+    g.add_argument("--lr", type=float, default=None,
+                   help="--w-step gradient: step size; also --model sgd/adam: learning rate")
     g.add_argument("--tol-x", type=float, default=None, help="X-step residual tolerance")
     g.add_argument("--tol-w", type=float, default=None, help="W-step residual tolerance")
     g.add_argument("--max-iter-x", type=int, default=None, help="X-step iteration cap")
@@ -212,18 +219,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "without it: at epoch ends only)")
     s.set_defaults(func=cmd_train)
 
-    from .reproduce import FIGURES
-    s = subs.add_parser("reproduce", help="run every model of one of the papers' MNIST figures "
-                        "and write results.md/json and figure.png")
-    s.add_argument("figure", choices=sorted(FIGURES))
+    from .reproduce import TARGETS
+    s = subs.add_parser("reproduce", help="run every model of one of the papers' figures (or a gap "
+                        "study, or all) and write results.md/json and figure.png")
+    s.add_argument("figure", choices=TARGETS)
     s.add_argument("--data-dir", default=None,
                    help="MNIST folder (official files); default: the embedded subset")
-    s.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    s.add_argument("--cifar-dir", default=None,
+                   help="CIFAR-10 folder (official python layout) for fig4, fig4-gaps and all: the "
+                        "JPEG quality-75 copy, written by 'python ../shared/data/cifar10/"
+                        "to_canonical.py DIR'")
+    s.add_argument("--epochs", type=int, default=None,
+                   help="override every model's epochs (the maximum when training until converged)")
+    s.add_argument("--until-converged", action="store_true",
+                   help="every model trains until the stop rule holds (fig1 always does)")
     s.add_argument("--models", nargs="+", default=None, help="run only these models")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
     s.add_argument("--out", default="runs/reproduce")
-    s.add_argument("--dry-run", action="store_true", help="print the train commands only")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the train commands, what --resume would do with each, and each "
+                        "model's estimated time from a short timed probe (and the load average)")
+    s.add_argument("--no-probe", action="store_true", help="--dry-run: the commands only (fast)")
     s.add_argument("--resume", action="store_true",
                    help="continue a killed reproduce run: models finished with the same command "
                         "are skipped, a Fenchel run with a checkpoint is resumed, others run again")
