@@ -9,7 +9,8 @@
 * ``cvx-fenchel reproduce fig1|fig2|fig3|fig4|fig2-gaps|fig3-gaps|fig4-gaps|all`` -- every model
   of one of the papers' figures or gap studies (:mod:`cvx_fenchel.reproduce`): results table,
   JSON and a comparison plot; ``--resume`` skips the finished models and resumes the Fenchel
-  run; ``--dry-run`` prints the commands with time estimates from a short probe.
+  run; ``--dry-run`` prints the commands with time estimates from a short probe; ``--workers N``
+  or ``--scheduler ADDRESS`` run the models as tasks on a Dask cluster (:mod:`cvx_fenchel.sweeps`).
 * ``cvx-fenchel report`` -- the paper-vs-ours report of every paper number from the reproduce
   runs (:mod:`cvx_fenchel.report`): ``REPRODUCTION.md``/``.json`` and one plot per figure.
 * ``cvx-fenchel verify`` -- the verification suite (``verification.cli``); ``--workers N`` or
@@ -132,14 +133,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import dry_run, reproduce
+    from .distributed import check_cluster_args, client_from_args, cluster_requested
+    from .errors import InputError
+    from .reproduce import commands, dry_run, reproduce
     kw = dict(data_dir=args.data_dir, cifar_dir=args.cifar_dir, epochs=args.epochs, out=args.out,
               seed=args.seed, backend=args.backend, models=args.models,
               checkpoint_every=args.checkpoint_every, until_converged=args.until_converged)
+    check_cluster_args(args)  # Dask importable, --scheduler usable: before any work
     if args.dry_run:
+        if cluster_requested(args):
+            raise InputError("--dry-run probes the models here and runs nothing: drop "
+                             "--workers/--scheduler (give them to the real run)")
         dry_run(args.figure, probe=not args.no_probe, **kw)
         return 0
-    reproduce(args.figure, quiet=args.quiet, resume=args.resume, **kw)
+    if not cluster_requested(args):
+        reproduce(args.figure, quiet=args.quiet, resume=args.resume, **kw)
+        return 0
+    commands(args.figure, **kw)  # target, models and data folders checked before a cluster starts
+    with client_from_args(args, log=lambda line: print(line, flush=True)) as client:
+        reproduce(args.figure, quiet=args.quiet, resume=args.resume, client=client, **kw)
     return 0
 
 
@@ -247,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="the Fenchel model also checkpoints every N batches (always: at epoch ends)")
     s.add_argument("--quiet", action="store_true")
+    from .distributed import add_cluster_arguments
+    add_cluster_arguments(s)
     s.set_defaults(func=cmd_reproduce)
 
     s = subs.add_parser("verify", help="compare every fast path with CVXPY (verification suite)")

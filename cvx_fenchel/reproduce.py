@@ -53,6 +53,16 @@ commands and, from a short timed probe of each model, its estimated time (:func:
 
 With no ``--data-dir`` the MNIST runs use the subset shipped with the package (a smoke test of
 the pipeline; the papers' numbers are for the full 60,000/10,000 split).
+
+On a Dask cluster (``--workers N``: a local cluster of ``N`` processes; ``--scheduler ADDRESS``: a
+running one; :mod:`cvx_fenchel.distributed`) the runs of the target (of every figure, for
+``all``) are independent tasks (:mod:`cvx_fenchel.sweeps`): each is :func:`run_model` in its own
+folder, the same call the serial loop makes, so a run whose worker dies is re-run elsewhere with
+``resume=True`` and the Fenchel model continues from its last checkpoint. When every run is done
+each figure's ``results.json``/``.md``/``.png`` is written from the runs' histories by the same
+code and in the same order as a serial run's. The workers must see the output folder (a shared
+file system on a real cluster); folders are passed to them as absolute paths when their working
+directory is not this process's.
 """
 
 from __future__ import annotations
@@ -70,9 +80,10 @@ from .errors import InputError, UnknownNameError
 from .experiments import (command_line, estimate_seconds, missing_requirements,
                           probe_epoch_seconds, train)
 from .history import History, StopRule, atomic_write_bytes
+from .sweeps import SweepError, Task, run_tasks
 
 __all__ = ["ALL", "CIFAR_NOTE", "FIGURES", "TARGETS", "Figure", "Run", "commands", "data_tag",
-           "dry_run", "figure_folder", "reproduce", "resume_command"]
+           "dry_run", "figure_folder", "reproduce", "resume_command", "run_model"]
 
 
 @dataclass(frozen=True)
@@ -302,7 +313,7 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
               out: str = "runs/reproduce", seed: int = 0, backend: str = "auto",
               models: list[str] | None = None, quiet: bool = False, resume: bool = False,
               checkpoint_every: int | None = None, cifar_dir: str | None = None,
-              until_converged: bool = False) -> dict:
+              until_converged: bool = False, client=None) -> dict:
     """Run every model of ``figure`` (``all``: of every figure in :data:`ALL`) and write
     ``results.json``, ``results.md``, ``figure.png`` into each :func:`figure_folder`.
 
@@ -315,16 +326,25 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
     skipped (its row is read from it), a Fenchel run with a checkpoint is resumed (``cvx-fenchel
     train --resume``), any other run starts again. Returns the results dict of the figure (for
     ``all``: ``{figure: results}``), also written to ``results.json``.
+
+    ``client``: a :class:`dask.distributed.Client`; the runs become tasks on its cluster
+    (:func:`_reproduce_distributed`; the same results files, rows and order as the serial run).
     """
     kw = dict(data_dir=data_dir, cifar_dir=cifar_dir, epochs=epochs, out=out, seed=seed,
               backend=backend, models=models, checkpoint_every=checkpoint_every,
               until_converged=until_converged)
+    if client is not None:
+        kw = _paths_for_workers(client, kw)
     plan = _plan(figure, **kw)
     problem = missing_requirements([r.model for *_, runs in plan for r, _, _ in runs])
     if problem:
         raise InputError(problem)
     _check_data_dirs(plan)
     print(f"to continue after a kill: {resume_command(figure, **kw)}", flush=True)
+    if client is not None:
+        results = _reproduce_distributed(plan, client, seed=seed, backend=backend, quiet=quiet,
+                                         resume=resume)
+        return results if figure == "all" else results[figure]
     results = {}
     for name, fig, outp, dd, runs in plan:
         results[name] = _reproduce_figure(name, fig, outp, dd, runs, seed=seed, backend=backend,
@@ -348,28 +368,100 @@ def _check_data_dirs(plan: list[tuple]) -> None:
                              "write it with 'python ../shared/data/cifar10/to_canonical.py DIR'")
 
 
-def _reproduce_figure(figure: str, fig: Figure, outp: Path, data_dir: str | None, runs: list,
-                      *, seed: int, backend: str, quiet: bool, resume: bool) -> dict:
+def run_model(*, model: str, options: dict, dataset: str, data_dir: str | None, out: str | Path,
+              quiet: bool = False, resume: bool = False) -> tuple[History, float]:
+    """One run of a figure into ``out``: what the serial loop does per model, and what a Dask task
+    runs (:mod:`cvx_fenchel.sweeps`, as ``cvx_fenchel.reproduce:run_model``). ``resume``: a
+    finished run of the same command in ``out`` is read back, not trained again, and a Fenchel run
+    with a checkpoint in ``out/checkpoints`` continues from it (also when a task is re-run after
+    its worker died); any other run (re)starts, replacing what ``out`` holds (that is how
+    ``--models`` updates a row). Returns ``(history, training seconds)``."""
+    out = Path(out)
+    hist = _finished(out, model, options, data_dir) if resume else None
+    if hist is not None:
+        print(f"finished earlier ({out / 'history.json'}): skipped", flush=True)
+        return hist, float(hist.meta.get("train_seconds") or 0.0)
+    again = resume and model == "fenchel" and has_checkpoint(out / "checkpoints")
+    res = train(model, options, dataset=dataset, data_dir=data_dir, out=out, quiet=quiet,
+                overwrite=not again, resume=again, log=lambda line: print(line, flush=True))
+    return res["history"], float(res["seconds"])
+
+
+def _announce(figure: str, fig: Figure, outp: Path, data_dir: str | None) -> None:
     outp.mkdir(parents=True, exist_ok=True)
     what = ("the embedded MNIST subset" if data_dir is None else data_dir) + \
         (f" ({CIFAR_NOTE})" if fig.dataset == "cifar10" else "")
     print(f"reproduce {figure} on {what}: results in {outp}", flush=True)
-    rows = []
+
+
+def _reproduce_figure(figure: str, fig: Figure, outp: Path, data_dir: str | None, runs: list,
+                      *, seed: int, backend: str, quiet: bool, resume: bool) -> dict:
+    _announce(figure, fig, outp, data_dir)
+    done = []
     for run, opts, argv in runs:
         print(f"\n== {run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
-        hist = _finished(outp / run.name, run.model, opts, data_dir) if resume else None
-        if hist is not None:
-            print(f"finished earlier ({outp / run.name / 'history.json'}): skipped", flush=True)
-            seconds = float(hist.meta.get("train_seconds") or 0.0)
-        else:
-            again = resume and run.model == "fenchel" and has_checkpoint(outp / run.name / "checkpoints")
-            # re-running a model of a figure replaces its run (that is how --models updates a row)
-            res = train(run.model, opts, dataset=fig.dataset, data_dir=data_dir, out=outp / run.name,
-                        quiet=quiet, overwrite=not again, resume=again,
-                        log=lambda line: print(line, flush=True))
-            hist, seconds = res["history"], float(res["seconds"])
-        rows.append(_row(fig, run, opts, argv, hist, seconds, data_dir, seed, backend,
-                         outp / run.name / "history.json"))
+        done.append(run_model(model=run.model, options=opts, dataset=fig.dataset, data_dir=data_dir,
+                              out=outp / run.name, quiet=quiet, resume=resume))
+    return _write_figure(figure, fig, outp, data_dir, runs, done, seed=seed, backend=backend)
+
+
+def _paths_for_workers(client, kw: dict) -> dict:
+    """``kw`` with ``out``, ``data_dir`` and ``cifar_dir`` made absolute unless every worker of
+    ``client`` runs in this process's working directory (a local cluster), so that workers of a
+    running cluster, started elsewhere, find the folders (given a shared file system)."""
+    here = os.getcwd()
+    try:
+        cwds = set(client.run(os.getcwd).values())
+    except Exception:  # noqa: BLE001 - unknown: assume they differ
+        cwds = {None}
+    if cwds <= {here}:
+        return kw
+    print("note: the Dask workers run in another working directory: folders are passed to them as "
+          "absolute paths (they must see this file system at the same path)", flush=True)
+    return {**kw, **{k: os.path.abspath(os.path.expanduser(kw[k])) for k in ("out", "data_dir", "cifar_dir")
+                     if kw.get(k) is not None}}
+
+
+def _reproduce_distributed(plan: list[tuple], client, *, seed: int, backend: str, quiet: bool,
+                           resume: bool) -> dict:
+    """Every run of ``plan`` as one task of :func:`cvx_fenchel.sweeps.run_tasks` on ``client``
+    (:func:`run_model` in the run's folder); then each figure's results written by
+    :func:`_write_figure` from the runs' ``(history, seconds)`` in the plan's order, as the serial
+    loop does. A figure whose runs all finished is written even when a run of another failed;
+    then the :class:`~cvx_fenchel.sweeps.SweepError` naming the failed runs is raised."""
+    tasks = []
+    for name, fig, outp, dd, runs in plan:
+        _announce(name, fig, outp, dd)
+        for run, opts, argv in runs:
+            print(f"== {name}/{run.name}: cvx-fenchel {shlex.join(argv)}", flush=True)
+            tasks.append(Task(f"{name}/{run.name}", "cvx_fenchel.reproduce:run_model",
+                              {"model": run.model, "options": opts, "dataset": fig.dataset,
+                               "data_dir": dd, "out": str(outp / run.name), "quiet": quiet},
+                              outp / run.name))
+    failed = None
+    try:
+        done = run_tasks(tasks, client, resume=resume, log=lambda line: print(line, flush=True))
+    except SweepError as exc:
+        done, failed = exc.results, exc
+    results, i = {}, 0
+    for name, fig, outp, dd, runs in plan:
+        mine, i = done[i:i + len(runs)], i + len(runs)
+        if any(d is None for d in mine):
+            print(f"{name}: results not written (a run failed; rerun with --resume)", flush=True)
+            continue
+        results[name] = _write_figure(name, fig, outp, dd, runs, mine, seed=seed, backend=backend)
+    if failed is not None:
+        raise failed
+    return results
+
+
+def _write_figure(figure: str, fig: Figure, outp: Path, data_dir: str | None, runs: list,
+                  done: list[tuple[History, float]], *, seed: int, backend: str) -> dict:
+    """``results.json``, ``results.md`` and ``figure.png`` of a figure from its runs' ``(history,
+    seconds)`` (in the order of ``runs``), merged with the rows of runs not re-run now."""
+    rows = [_row(fig, run, opts, argv, hist, seconds, data_dir, seed, backend,
+                 outp / run.name / "history.json")
+            for (run, opts, argv), (hist, seconds) in zip(runs, done)]
     rows = _merge_previous(outp / "results.json", figure, fig, rows)
     rule = StopRule()
     result = {"figure": figure, "title": fig.title, "data_dir": data_dir, "seed": seed,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -234,3 +235,76 @@ def test_failed_task_does_not_stop_the_others(client, tmp_path):
     assert len(read_marker(root / "bad")["attempts"]) == 2  # retries=1: ran twice
     assert not (root / "child" / MARKER).exists()
     assert str(e).startswith("2 of 3 task(s) failed: ")
+
+
+# ------------------------------------------------------------------------------ reproduce on Dask
+
+_TIMINGS = ("seconds", "seconds_per_epoch", "machine")
+
+
+def _comparable(result: dict, root: Path) -> dict:
+    """A results.json without what may differ between two runs of the same table: the timings and
+    machine of each row, the command line that made it, and the output folder's name."""
+    def strip(v):
+        if isinstance(v, str):
+            return v.replace(str(root), "OUT")
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+    out = {k: strip(v) for k, v in result.items() if k not in ("command", "runs")}
+    out["runs"] = [strip({k: v for k, v in r.items() if k not in _TIMINGS}) for r in result["runs"]]
+    return out
+
+
+def test_reproduce_on_the_cluster_writes_the_serial_table(client, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from cvx_fenchel.reproduce import reproduce
+    # two SGD runs of 1 epoch on the shipped subset: the cheapest figure with more than one run
+    kw = dict(epochs=1, quiet=True)
+    serial = reproduce("fig2-gaps", out=str(tmp_path / "s"), **kw)
+    dist = reproduce("fig2-gaps", out=str(tmp_path / "d"), client=client, **kw)
+    assert [r["model"] for r in dist["runs"]] == ["sgd-lr0.05", "sgd-lr0.1"]
+    assert [r["epochs"] for r in dist["runs"]] == [1, 1]
+    assert _comparable(dist, tmp_path / "d") == _comparable(serial, tmp_path / "s")
+    for r in dist["runs"]:  # the accuracies per epoch, equal to the serial run's exactly
+        s = next(x for x in serial["runs"] if x["model"] == r["model"])
+        assert r["test_accuracy_per_epoch"] == s["test_accuracy_per_epoch"] and len(s["test_accuracy_per_epoch"]) == 1
+    on_disk = json.loads((tmp_path / "d" / "fig2-gaps-subset" / "results.json").read_text())
+    assert _comparable(on_disk, tmp_path / "d") == _comparable(dist, tmp_path / "d")
+    for m in ("sgd-lr0.05", "sgd-lr0.1"):  # each run was a task with its own attempt record
+        rec = read_marker(tmp_path / "d" / "fig2-gaps-subset" / m)
+        assert rec["key"] == f"fig2-gaps/{m}" and rec["finished"] and len(rec["attempts"]) == 1
+        assert rec["func"] == "cvx_fenchel.reproduce:run_model"
+    assert "2/2 done: fig2-gaps/" in capsys.readouterr().out
+
+
+def test_reproduce_cluster_flags_without_dask_fail_in_one_line_before_any_work(monkeypatch, tmp_path, capsys):
+    from cvx_fenchel import cli
+    for mod in ("dask.distributed", "distributed"):
+        monkeypatch.setitem(sys.modules, mod, None)  # `import dask.distributed` now raises ImportError
+    for flags in (["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"]):
+        out = tmp_path / "out"
+        assert cli.main(["reproduce", "fig2-gaps", "--epochs", "1", "--out", str(out), *flags]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cvx-fenchel: error: ")
+        assert 'pip install ".[distributed]"' in lines[0]
+        assert not out.exists()
+
+
+def test_reproduce_dry_run_with_a_cluster_is_refused(tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    from cvx_fenchel import cli
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", "fig2-gaps", "--dry-run", "--workers", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--dry-run" in err and "--workers/--scheduler" in err and not out.exists()
+
+
+def test_reproduce_help_has_the_shared_cluster_flags(capsys):
+    from cvx_fenchel import cli
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--help"])
+    text = capsys.readouterr().out
+    assert "--workers N" in text and "--scheduler ADDRESS" in text and ".[distributed]" in text
