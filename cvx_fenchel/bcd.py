@@ -50,8 +50,8 @@ from .network import Network
 from .solvers import read
 
 __all__ = ["TrainState", "AdamMoments", "PassResult", "WStepOutcome", "adam_step", "x_problem",
-           "w_problem", "x_step", "w_step", "bcd_pass", "batch_record", "feed_forward", "predict_lifted",
-           "lower_bound", "lower_bound_curve"]
+           "w_problem", "x_step", "w_step", "w_update", "w_steps_serial", "bcd_pass", "batch_record",
+           "feed_forward", "predict_lifted", "lower_bound", "lower_bound_curve"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +200,13 @@ def w_step(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequenc
     ``problem.grad`` (``"gradient"``). Returns ``(new weights, new adam dict, method, converged)``
     with ``method`` the strategy that ran (``"sgd"``/``"adam"`` for gradient steps), as a
     :class:`WStepOutcome` (``.n_iter``: inner iterations)."""
-    prob = w_problem(network, Xs, Y, W0, l)
+    return w_update(w_problem(network, Xs, Y, W0, l), config, weights, l, adam)
+
+
+def w_update(prob: Any, config: TrainConfig, weights: Sequence, l: int, adam: dict | None = None) -> WStepOutcome:
+    """:func:`w_step` given the layer's W-step subproblem ``prob`` (a
+    :class:`~cvx_fenchel.subproblems.WStep`, or a data-parallel twin of one that sums its data
+    terms over shards, :mod:`cvx_fenchel.dataparallel`)."""
     new = list(weights)
     adam = dict(adam or {})
     if config.w_step == "solve":
@@ -222,8 +228,26 @@ def _cap(config_cap: int | None, problem_cls: Any) -> int | None:
     return config_cap if config_cap is not None else getattr(problem_cls, "default_max_iter", None)
 
 
+def w_steps_serial(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequence, Y: Any,
+                   W0: Sequence | None, adam: dict | None = None, *, step: Any = None) -> tuple:
+    """The W-steps of every layer, ``l = L, ..., 0``, one after the other (``step``: a function
+    with the signature of :func:`w_step`, the default). Returns ``(weights, adam, outcomes)`` with
+    ``outcomes`` a list of ``(l, WStepOutcome, seconds)`` in the order run. Given the ``X`` the
+    layers' W-steps are independent (each reads ``weights[l]`` and ``adam[l]`` only), which
+    :func:`cvx_fenchel.dataparallel.w_steps_concurrent` uses."""
+    step = w_step if step is None else step
+    weights, adam, outcomes = list(weights), dict(adam or {}), []
+    for l in range(network.L, -1, -1):
+        t1 = time.perf_counter()
+        out = step(network, config, weights, Xs, Y, W0, l, adam)
+        weights, adam = out[0], out[1]
+        outcomes.append((l, out, time.perf_counter() - t1))
+    return weights, adam, outcomes
+
+
 def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Sequence, Y: Any,
-             W0: Sequence | None, adam: dict | None = None) -> PassResult:
+             W0: Sequence | None, adam: dict | None = None, *, x_step_fn: Any = None,
+             w_steps_fn: Any = None) -> PassResult:
     """``config.K`` sweeps (X-steps ``X_L..X_1`` then W-steps ``W_L..W_0``, or the reverse with
     ``w_first``) on one batch: ``Xs = [X_0, ..., X_L]`` (``X_0`` the data), targets ``Y``,
     proximal centres ``W0``. The arguments are not modified; see :class:`PassResult`.
@@ -231,7 +255,14 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
     ``stats["steps"]`` holds one record per step in the order run: ``block`` (``"X2"``,
     ``"W0"``, ...), ``kind`` (``"x"``/``"w"``), ``layer``, ``seconds``, ``n_iter`` (inner
     iterations; None if the solver does not say), ``max_iter`` (the cap it ran under),
-    ``converged``, ``method`` (W-steps)."""
+    ``converged``, ``method`` (W-steps).
+
+    ``x_step_fn`` (signature of :func:`x_step`) and ``w_steps_fn`` (signature of
+    :func:`w_steps_serial`, the default) replace how the steps run, not what they compute: the
+    data-parallel and layer-parallel versions of :mod:`cvx_fenchel.dataparallel` (whose ``Xs``
+    may then be handles to row blocks held elsewhere)."""
+    x_step_fn = x_step if x_step_fn is None else x_step_fn
+    w_steps_fn = w_steps_serial if w_steps_fn is None else w_steps_fn
     weights, Xs, adam = list(weights), list(Xs), dict(adam or {})
     stats = {"time_x": 0.0, "time_w": 0.0, "n_capped": 0, "w_methods": [""] * len(network.layers),
              "steps": []}
@@ -251,7 +282,7 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
         t0 = time.perf_counter()
         for l in range(network.L, 0, -1):
             t1 = time.perf_counter()
-            Xs, res = x_step(network, config, weights, Xs, Y, l)
+            Xs, res = x_step_fn(network, config, weights, Xs, Y, l)
             record("x", l, time.perf_counter() - t1, getattr(res, "n_iter", None), res.converged)
             stats["n_capped"] += 0 if res.converged else 1
         stats["time_x"] += time.perf_counter() - t0
@@ -259,11 +290,10 @@ def bcd_pass(network: Network, config: TrainConfig, weights: Sequence, Xs: Seque
     def ws():
         nonlocal weights, adam
         t0 = time.perf_counter()
-        for l in range(network.L, -1, -1):
-            t1 = time.perf_counter()
-            out = w_step(network, config, weights, Xs, Y, W0, l, adam)
-            weights, adam, method, conv = out
-            record("w", l, time.perf_counter() - t1, getattr(out, "n_iter", None), conv, method)
+        weights, adam, outcomes = w_steps_fn(network, config, weights, Xs, Y, W0, adam)
+        for l, out, seconds in outcomes:
+            _, _, method, conv = out
+            record("w", l, seconds, getattr(out, "n_iter", None), conv, method)
             stats["w_methods"][l] = method
             stats["n_capped"] += 0 if conv else 1
         stats["time_w"] += time.perf_counter() - t0

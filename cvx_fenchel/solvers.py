@@ -110,11 +110,36 @@ def _norm(tree: Tree, xp) -> float:
 def prox_grad_residual(x: Tree, grad: Tree, prox: Callable[[Tree, float], Tree], L: float) -> float:
     """:math:`\\|x - T(x)\\| / \\max(1, \\|x\\|)` with :math:`T(x) = \\mathrm{prox}_{g/L}(x - \\nabla f(x)/L)`
     (one host read)."""
+    return drive(prox_grad_residual_steps(x, grad, prox, L))
+
+
+def prox_grad_residual_steps(x: Tree, grad: Tree, prox: Callable[[Tree, float], Tree], L: float):
+    """:func:`prox_grad_residual` as a generator of its two squared norms (see :func:`drive`)."""
     xp, _ = get_namespace(*[a for a in x if a is not None])
     y = tuple(None if a is None else a - g / L for a, g in zip(x, grad))
     tx = prox(y, 1.0 / L)
-    d2, x2 = read(_sq(tuple(None if a is None else a - b for a, b in zip(x, tx)), xp), _sq(x, xp))
+    d2, x2 = yield (_sq(tuple(None if a is None else a - b for a, b in zip(x, tx)), xp), _sq(x, xp))
     return math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(x2, 0.0)))
+
+
+def drive(steps: Any, reduce: Callable[[tuple], tuple] | None = None) -> Any:
+    r"""Run a solver written as a generator of the scalars it reads (``fista_steps``,
+    ``prox_grad_residual_steps``, :meth:`XStep.solve_fast_steps`) and return what it returns.
+
+    Such a generator yields a tuple of 0-d arrays (sums over the entries of its iterate: squared
+    norms, inner products) whenever it needs their host values, and is sent back a tuple of floats.
+    ``reduce`` turns the yielded tuple into those floats; the default is :func:`read` (one host
+    read), which is exactly the single-process solver. A data-parallel caller whose iterate is
+    split by rows across processes runs one generator per row block in lockstep and sends each the
+    sums over all blocks (:mod:`cvx_fenchel.dataparallel`), so every stopping and restart decision,
+    and so every iterate, is the one the whole-batch solver would take."""
+    reduce = reduce or (lambda request: read(*request))
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(reduce(request))
+    except StopIteration as stop:
+        return stop.value
 
 
 class _Momentum:
@@ -160,11 +185,22 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
     Stopping: the step residual :math:`\|y - x_{k+1}\|/\max(1, \|x_{k+1}\|) \le` ``tol`` is read
     every :func:`~cvx_fenchel.backend.check_interval` iterations (every iteration on NumPy), and
     then confirmed by the residual :func:`prox_grad_residual` at :math:`x_{k+1}` itself.
+    The iteration is :func:`fista_steps` run by :func:`drive`.
 
     Returns
     -------
     (x, n_iter, converged, residual)
     """
+    return drive(fista_steps(grad_f, prox, x0, L, tol=tol, max_iter=max_iter, restart=restart, name=name,
+                             warn=warn))
+
+
+def fista_steps(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x0: Tree, L: float, *,
+                tol: float, max_iter: int, restart: bool = True, name: str = "problem", warn: bool = True):
+    """:func:`fista` as a generator of the scalars it reads (see :func:`drive`): per tested
+    iteration ``(||y - x_new||^2, ||x_new||^2)`` and, where the restart is decided on the host
+    (NumPy), the restart inner product with them; then the two squared norms of
+    :func:`prox_grad_residual`. Returns ``(x, n_iter, converged, residual)``."""
     if not (L > 0 and math.isfinite(L)):
         raise InputError(f"{name}: Lipschitz constant must be positive and finite, got {L}")
     xs = [a for a in x0 if a is not None]
@@ -178,21 +214,28 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
         x_new = prox(tuple(None if a is None else a - step * d for a, d in zip(y, g)), step)
         # y - x_new and x_new - x, formed once for the stopping test, the restart test and the step
         dy = tuple(None if a is None else a - b for a, b in zip(y, x_new))
+        dx = tuple(None if a is None else a - b for a, b in zip(x_new, x))
+        dot = _dot(dy, dx, xp) if restart else None
+        host_dot = restart and mom.host  # the restart test is read on the host: with the others
         if k % every == 0:
-            dy2, xn2 = read(_sq(dy, xp), _sq(x_new, xp))
+            if host_dot:
+                dy2, xn2, dot = yield (_sq(dy, xp), _sq(x_new, xp), dot)
+            else:
+                dy2, xn2 = yield (_sq(dy, xp), _sq(x_new, xp))
             if math.sqrt(max(dy2, 0.0)) <= tol * max(1.0, math.sqrt(max(xn2, 0.0))):
-                residual = prox_grad_residual(x_new, grad_f(x_new), prox, L)
+                residual = yield from prox_grad_residual_steps(x_new, grad_f(x_new), prox, L)
                 if residual <= tol:
                     return x_new, k, True, residual
-        dx = tuple(None if a is None else a - b for a, b in zip(x_new, x))
-        beta = mom.beta(_dot(dy, dx, xp) if restart else None)
+        elif host_dot:
+            (dot,) = yield (dot,)
+        beta = mom.beta(dot)
         y = tuple(None if a is None else a + beta * e for a, e in zip(x_new, dx))
         x = x_new
-    residual = prox_grad_residual(x, grad_f(x), prox, L)
+    residual = yield from prox_grad_residual_steps(x, grad_f(x), prox, L)
     converged = residual <= tol
     if not converged and warn:
         warnings.warn(f"{name}: FISTA stopped at the iteration cap ({max_iter}) with residual "
-                      f"{residual:.3g} > tol {tol:.3g}", ConvergenceWarning, stacklevel=3)
+                      f"{residual:.3g} > tol {tol:.3g}", ConvergenceWarning, stacklevel=5)
     return x, max_iter, converged, residual
 
 
@@ -451,13 +494,20 @@ def ridge_solve(A: Any, T: Any, *, scale: float, reg: Any, reg0: Any = None, the
     Falls back to a least-squares solve when the system is singular
     (``d + e`` zero and ``A`` rank deficient).
     """
-    xp, xsp = get_namespace(A, T)
-    H = scale * (A.T @ A)
-    rhs = scale * (A.T @ T)
+    return ridge_solve_normal(A.T @ A, A.T @ T, scale=scale, reg=reg, reg0=reg0, theta0=theta0)
+
+
+def ridge_solve_normal(AtA: Any, AtT: Any, *, scale: float, reg: Any, reg0: Any = None,
+                       theta0: Any = None) -> Any:
+    """:func:`ridge_solve` given ``A^T A`` (p, p) and ``A^T T`` (p, k) instead of ``A`` and ``T``
+    (sums over the rows of ``A``: a data-parallel caller adds them over shards)."""
+    xp, _ = get_namespace(AtA, AtT)
+    H = scale * AtA
+    rhs = scale * AtT
     diag = reg if reg0 is None else reg + reg0
-    H = H + 2 * xp.diag(xp.asarray(diag, dtype=A.dtype))
+    H = H + 2 * xp.diag(xp.asarray(diag, dtype=AtA.dtype))
     if reg0 is not None and theta0 is not None:
-        rhs = rhs + 2 * xp.asarray(reg0, dtype=A.dtype)[:, None] * theta0
+        rhs = rhs + 2 * xp.asarray(reg0, dtype=AtA.dtype)[:, None] * theta0
     try:
         theta = cholesky_solve(cholesky(H), rhs)
         if bool(xp.all(xp.isfinite(theta))):

@@ -118,7 +118,7 @@ def finish_values(problem, x) -> tuple[float, float]:
     g = problem._grad(x)
     d2 = sum(xp.sum((e / L) ** 2) for e in g)  # a W-step has no prox term: x - T(x) = grad / L
     x2 = xp.sum(W * W) + xp.sum(b * b)
-    obj = problem.data.value(problem._U(x), array=True) + problem.ridge.value(W, b, array=True)
+    obj = problem._data_value(x, array=True) + problem.ridge.value(W, b, array=True)
     d2, x2, obj = read(d2, x2, obj)
     return math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(x2, 0.0))), obj
 
@@ -201,7 +201,7 @@ class Gram(Strategy):
         F = problem.op.features()
         if F is None or F.shape[1] + 1 > self.max_dim or problem.data.lipschitz <= 0:
             return None
-        xp, _ = get_namespace(F)
+        xp = problem.xp  # (F's namespace; F itself is only asked for its shape here)
         P = problem.data.lipschitz * problem.op.gram()  # [F 1]^T [F 1], kept for the norm
         jitter = problem.ridge.curvature + 1e-12 * (xp.max(xp.diagonal(P)) + 1.0)  # on the device
         P = P + jitter.astype(P.dtype) * xp.eye(P.shape[0], dtype=P.dtype)

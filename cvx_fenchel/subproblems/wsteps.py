@@ -27,7 +27,7 @@ from ..losses import get_loss
 from ..maps import Dense, LinearMap
 from ..ridge import Ridge
 from ..solvers import (FastResult, cholesky, cholesky_solve, default_tol, fista_metric, prox_grad_residual, read,
-                       ridge_solve)
+                       ridge_solve_normal)
 from .common import check_domain, check_shape, common_arrays, inputs_trusted, result, solver_tol
 from .strategies import STRATEGIES, GradientStep, Strategy, check_applies, get_strategy, select_strategy
 from .terms import DivergenceTerm, LossTerm
@@ -92,6 +92,11 @@ class WStep:
     def _U(self, x):
         return self.op.apply(x[0], x[1])
 
+    def _data_value(self, x, *, array: bool = False):
+        """``data(A(X; W) + b)`` at ``x = (W, b)`` (a 0-d array with ``array=True``): with
+        :meth:`_grad`, all that depends on the samples (a data-parallel twin sums it over shards)."""
+        return self.data.value(self._U(x), array=array)
+
     def _grad(self, x):
         W, b = x
         dW, db = self.op.adjoint(self.data.grad(self._U(x)))
@@ -126,7 +131,7 @@ class WStep:
     def objective(self, x) -> float:
         """Objective at ``x = (W, b)``."""
         W, b = self._check_x(x)
-        return self.data.value(self._U((W, b))) + self.ridge.value(W, b)
+        return self._data_value((W, b)) + self.ridge.value(W, b)
 
     def grad(self, x):
         r"""Gradient at ``x = (W, b)``: :math:`(A_X^\top \nabla\mathrm{data}, \mathbf 1^\top\nabla\mathrm{data}) + \nabla R`."""
@@ -150,13 +155,18 @@ class WStep:
 
     def _dense_ridge(self, T, *, scale: float):
         r"""``(W, b)`` minimising :math:`\tfrac s2\|[X\,1]\theta - T\|^2 + R(\theta)` (:func:`ridge_solve`)."""
-        xp = self.xp
         X = self.X.reshape(self.X.shape[0], -1)
-        A = xp.concatenate([X, xp.ones((X.shape[0], 1), dtype=X.dtype)], axis=1)
-        p = A.shape[1]
+        A = self.xp.concatenate([X, self.xp.ones((X.shape[0], 1), dtype=X.dtype)], axis=1)
+        return self._ridge_from_normal(A.T @ A, A.T @ T, scale=scale)
+
+    def _ridge_from_normal(self, AtA, AtT, *, scale: float):
+        """:meth:`_dense_ridge` from ``A^T A`` and ``A^T T`` (``A = [X 1]``): sums over samples, so
+        a data-parallel twin adds them over shards (:func:`~cvx_fenchel.solvers.ridge_solve_normal`)."""
+        xp = self.xp
+        p = AtA.shape[0]
         theta0 = xp.concatenate([self.W0, self.b0[None, :]], axis=0)
-        theta = ridge_solve(A, T, scale=scale, reg=xp.full((p,), self.rho, dtype=X.dtype),
-                            reg0=xp.full((p,), self.gamma, dtype=X.dtype), theta0=theta0)
+        theta = ridge_solve_normal(AtA, AtT, scale=scale, reg=xp.full((p,), self.rho, dtype=AtA.dtype),
+                                   reg0=xp.full((p,), self.gamma, dtype=AtA.dtype), theta0=theta0)
         return theta[:-1], theta[-1]
 
     def strategy_state(self, strategy: Strategy):

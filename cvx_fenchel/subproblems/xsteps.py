@@ -23,7 +23,7 @@ from ..cvx import CvxpyResult, solve
 from ..errors import InputError
 from ..losses import get_loss
 from ..maps import LinearMap
-from ..solvers import FastResult, fista, prox_grad_residual, read
+from ..solvers import FastResult, drive, fista_steps, prox_grad_residual, read
 from .common import check_domain, check_shape, common_arrays, default_map, inputs_trusted, result, solver_tol
 from .terms import DivergenceTerm, LossTerm, PrevDivergence
 
@@ -161,6 +161,15 @@ class XStep:
                    warn: bool = True) -> FastResult:
         """Accelerated proximal gradient (FISTA with restart) from ``x0`` (default :meth:`start`;
         projected on the domain), ``method="fista"``."""
+        return drive(self.solve_fast_steps(x0, tol=tol, max_iter=max_iter, warn=warn))
+
+    def solve_fast_steps(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
+                         warn: bool = True):
+        """:meth:`solve_fast` as a generator of the scalars FISTA reads
+        (:func:`~cvx_fenchel.solvers.fista_steps`, run by :func:`~cvx_fenchel.solvers.drive`): the
+        problem is separable over samples but FISTA's stopping and restart tests are sums over
+        all of them, so a data-parallel caller sends back the sums over every row block. Returns
+        the :class:`FastResult` (its ``objective`` is this problem's own)."""
         t0 = time.perf_counter()
         tol = solver_tol(tol, self.dtype)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
@@ -170,8 +179,8 @@ class XStep:
             Z0 = self.prev.project(check_array(x0, f"x0 of {self.name}", finite=not inputs_trusted(),
                                                shape=(self.m,) + tuple(self.map.in_shape),
                                                xp=self.xp, dtype=self.dtype))
-        x, n, conv, res = fista(self._grad, self._prox, (Z0,), self.lipschitz, tol=tol, max_iter=max_iter,
-                                name=self.name, warn=warn)
+        x, n, conv, res = yield from fista_steps(self._grad, self._prox, (Z0,), self.lipschitz, tol=tol,
+                                                 max_iter=max_iter, name=self.name, warn=warn)
         return result(x[0], self.objective(x[0]), n, conv, res, time.perf_counter() - t0, "fista")
 
     def cvxpy_problem(self):
