@@ -53,8 +53,10 @@ def _assert_same_run(ref: BCDTrainer, par, net: Network) -> None:
         assert _rel(ref.state.Xs[l], Xs[l]) <= RTOL, l
     assert len(ref.history.batches) == len(par.history.batches)
     for r1, r2 in zip(ref.history.batches, par.history.batches):
+        assert sorted(r1) == sorted(r2)
         for k in ("relaxed_objective", "network_loss", "batch_accuracy_before", "batch_accuracy_after"):
-            assert math.isclose(r1[k], r2[k], rel_tol=RTOL), k
+            if k in r1:
+                assert math.isclose(r1[k], r2[k], rel_tol=RTOL), k
         assert r1["w_methods"] == r2["w_methods"] and r1["n_capped"] == r2["n_capped"]
         keep = ("block", "n_iter", "max_iter", "converged", "method")
         assert [{k: s.get(k) for k in keep} for s in r1["steps"]] == [{k: s.get(k) for k in keep} for s in r2["steps"]]
@@ -93,16 +95,16 @@ def test_data_parallel_algorithm1_equals_the_single_process_trainer(client):
         par.close()
 
 
-@pytest.mark.slow
 def test_data_parallel_closed_form_two_hidden_layers_ridge_and_concurrent_w_steps(client):
     """MSE output (the closed-form W-step from summed A^T A, A^T Y), two hidden layers (X-hidden
-    steps), rho > 0 (certified W-steps), 3 shards on 2 workers, W-steps of the layers at once."""
+    steps), rho > 0 (certified W-steps), 3 shards on 2 workers, W-steps of the layers at once;
+    no labels (no accuracies recorded)."""
     from cvx_fenchel.dataparallel import fit_full_batch_parallel
-    net, X, Y, y = _problem(widths=(8, 6), loss="mse", rho=0.01)
+    net, X, Y, _ = _problem(widths=(8, 6), loss="mse", rho=0.01)
     cfg = TrainConfig(epochs=2, algorithm="full", dtype="float64", backend="numpy")
     ref = BCDTrainer(net, cfg)
-    ref.fit(X, Y, y)
-    par = fit_full_batch_parallel(net, X, Y, client, 3, cfg, y=y, w_layers_concurrent=True)
+    ref.fit(X, Y)
+    par = fit_full_batch_parallel(net, X, Y, client, 3, cfg, w_layers_concurrent=True)
     try:
         assert ref.history.batches[0]["w_methods"] == ["gram", "gram", "closed-form"]
         _assert_same_run(ref, par, net)
