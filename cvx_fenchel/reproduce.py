@@ -634,6 +634,7 @@ def dry_run(figure: str, *, probe: bool = True, data_dir: str | None = None,
     problem = missing_requirements([r.model for *_, runs in plan for r, _, _ in runs])
     if problem:
         raise InputError(problem)
+    _check_data_dirs(plan)
     from .experiments import load_data
     load_before = os.getloadavg()
     cache: dict = {}
