@@ -68,6 +68,16 @@ skips a cell whose row exists with the same config (and, for the lifted model, w
 file still exists). A killed cell starts again from its beginning (no checkpoint inside a cell:
 a network takes minutes, a lifted model up to about an hour on one core). Without ``--resume``
 the selected cells run again and replace their rows; other rows are kept.
+
+On a Dask cluster (``--workers N``: a local cluster; ``--scheduler ADDRESS``: a running one;
+:mod:`cvx_fenchel.distributed`) every cell is a task (:mod:`cvx_fenchel.sweeps`,
+:func:`cell_task`) writing ``OUT/cells/<cell>/row.json``, and the lambda search, when one runs,
+is a task too (:func:`lambda_task`, ``OUT/lambda-search/``). An NN[Lifted] cell depends on its
+lifted model's cell, and with a search every lifted-model and NN[Lifted] cell depends on it; the
+random-initialisation cells run meanwhile. Rows are written as cells finish (so ``--resume``
+after a kill skips them) and, at the end, in the order a serial run gives. A task whose worker
+died runs again elsewhere (a cell from its beginning; a finished cell's ``row.json`` is reused).
+``OUT`` (and ``--data-dir``) must be on a file system every worker sees at the same path.
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shlex
 import sys
 import time
@@ -87,7 +98,7 @@ import numpy as np
 from .baselines.lnn import LNNClassifier
 from .baselines.torch_nets import TorchNetClassifier
 from .datasets import load_mnist
-from .errors import InputError, UnknownNameError
+from .errors import CvxFenchelError, InputError, UnknownNameError
 from .history import atomic_write_bytes
 
 __all__ = ["ARCHS", "INITS", "LRS", "PAPER", "Settings", "cells", "choose_lambda", "run",
@@ -417,15 +428,29 @@ def _probe(todo: list, st: Settings, data: tuple, search: bool) -> tuple[float, 
     return lam_s, est, min(1.0, cpu / wall) if wall > 0 else 1.0
 
 
+def _done(rows: list[dict], c: tuple, st: Settings, out: Path) -> bool:
+    """Whether cell ``c`` has a row of the settings ``st`` (and, for the lifted model, its
+    weights file): ``--resume`` skips it."""
+    mine = [r for r in rows if _key(r) == c]
+    cfg = json.loads(json.dumps(st.config(c[2])))
+    ok = bool(mine) and mine[-1].get("config") == cfg
+    return ok and (c[2] != "lnn" or lifted_path(out, c[0], c[3]).is_file())
+
+
 def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, archs: Any = None,
         inits: Any = None, lrs: Any = None, resume: bool = False, choose: bool = False,
         lam: float | None = None, dry_run: bool = False, epochs: int = 17, sweeps: int = 20,
-        n_train: int | None = None) -> dict:
+        n_train: int | None = None, client=None) -> dict:
     """Run (or with ``dry_run`` list and time) the selected cells; see the module docstring.
 
     Every name and number is checked before any data is read or any model trained.
     Returns the ``results.json`` contents (``dry_run``: ``{"cells": [...], "estimate_s": ...}``).
+    ``client``: a :class:`dask.distributed.Client`; the cells (and the lambda search) run as its
+    tasks (:func:`_run_distributed`), the rows the same as a serial run's, in the same order.
     """
+    if client is not None and dry_run:
+        raise InputError("--dry-run probes the cells here and runs nothing: drop "
+                         "--workers/--scheduler (give them to the real run)")
     todo_all = cells(seeds, archs, inits, lrs)
     if lam is not None and choose:
         raise InputError("give --lam or --choose-lambda, not both")
@@ -450,10 +475,7 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
     data = _data(data_dir, n_train)
 
     def done(c: tuple) -> bool:
-        rows = [r for r in results["rows"] if _key(r) == c]
-        cfg = json.loads(json.dumps(st.config(c[2])))
-        ok = bool(rows) and rows[-1].get("config") == cfg
-        return ok and (c[2] != "lnn" or lifted_path(out, c[0], c[3]).is_file())
+        return _done(results["rows"], c, st, out)
 
     # random-initialisation cells do not depend on lambda: known done before any search
     todo = [c for c in todo_all if not (resume and (c[2] in RANDOM or not search) and done(c))]
@@ -472,6 +494,8 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
     out.mkdir(parents=True, exist_ok=True)
     results = {"settings": asdict(st), "lambda": lam_info or {"lam": st.lam, "source": "default"},
                "rows": results["rows"]}
+    if client is not None:
+        return _run_distributed(client, todo, st, search, results, out, data_dir, resume)
     t_start, n_run = time.perf_counter(), 0
     for c in todo:
         if search and c[2] not in RANDOM:  # first lifted cell: choose lambda now
@@ -503,6 +527,129 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
     return results
 
 
+# ------------------------------------------------------------------------------- on a Dask cluster
+
+_DATA: dict = {}
+
+
+def _worker_data(data_dir: str | None, n_train: int | None) -> tuple:
+    """:func:`_data`, kept for the next task of the same data in this (worker) process."""
+    if (data_dir, n_train) not in _DATA:
+        _DATA.clear()
+        _DATA[(data_dir, n_train)] = _data(data_dir, n_train)
+    return _DATA[(data_dir, n_train)]
+
+
+def cell_folder(out: Path, cell: tuple) -> Path:
+    """``OUT/cells/<arch>-lr<lr>-<init>-seed<k>``: a cell's task folder (its ``row.json``)."""
+    arch, lr, init, seed = cell
+    return Path(out) / "cells" / f"{arch}-lr{'-' if lr is None else repr(lr)}-{init}-seed{seed}"
+
+
+def cell_task(*, cell: list, settings: dict, data_dir: str | None, out: str,
+              resume: bool = False, deps: dict | None = None) -> dict:
+    """One cell as a task of :func:`cvx_fenchel.sweeps.run_tasks`: :func:`_run_cell` on the data
+    loaded here, its row also written to ``row.json`` in :func:`cell_folder`. ``deps["lambda"]``
+    (the search's result), when given, sets lambda. With ``resume`` (a re-run after a lost worker)
+    a ``row.json`` of the same settings (and, for the lifted model, its weights file) is returned
+    as it is; otherwise the cell runs from its beginning. Returns the row (without ``command``)."""
+    st = Settings(**settings)
+    if deps and "lambda" in deps:
+        st = Settings(**{**settings, "lam": deps["lambda"]["lam"]})
+    c = (cell[0], cell[1], cell[2], int(cell[3]))
+    out_p = Path(out)
+    rec = cell_folder(out_p, c) / "row.json"
+    if resume and rec.is_file():
+        row = json.loads(rec.read_text())
+        if _done([row], c, st, out_p):
+            return row
+    row = _run_cell(c, st, _worker_data(data_dir, st.n_train), out_p)
+    atomic_write_bytes(rec, json.dumps(row, indent=1).encode())
+    return row
+
+
+def lambda_task(*, settings: dict, data_dir: str | None, folder: str, resume: bool = False) -> dict:
+    """:func:`choose_lambda` as a task (grid :data:`LAMBDA_GRID`), its result also written to
+    ``folder/lambda.json`` and, with ``resume``, read back from there."""
+    rec = Path(folder) / "lambda.json"
+    if resume and rec.is_file():
+        return json.loads(rec.read_text())
+    X, y = _worker_data(data_dir, settings.get("n_train"))[:2]
+    info = choose_lambda(X, y, Settings(**settings), grid=LAMBDA_GRID)
+    atomic_write_bytes(rec, json.dumps(info, indent=1).encode())
+    return info
+
+
+def _run_distributed(client, todo: list, st: Settings, search: bool, results: dict, out: Path,
+                     data_dir: str | None, resume: bool) -> dict:
+    """The cells of ``todo`` (and the lambda search when ``search``) as tasks on ``client``.
+
+    Rows are written as cells finish; at the end the rows are folded in ``todo`` order exactly
+    as the serial loop does (a row replaces the earlier one of its cell and goes last; with a
+    search and ``resume``, a lifted cell found done under the chosen lambda keeps its old row),
+    so ``results.json`` and ``table.md`` equal a serial run's, timings aside."""
+    from .sweeps import Task, run_tasks
+
+    # workers get absolute folders (a running cluster's workers start elsewhere); the rows'
+    # commands keep the paths as given, as a serial run's do
+    wout = Path(os.path.abspath(out))
+    wdata = None if data_dir is None else os.path.abspath(os.path.expanduser(data_dir))
+    before = list(results["rows"])
+    names = {c: f"{c[0]} lr={c[1] if c[1] is not None else '-'} {c[2]} seed {c[3]}" for c in todo}
+    tasks = []
+    if search:
+        print(f"choosing lambda on a validation split of the training set, grid {LAMBDA_GRID} "
+              "(a task; the random-initialisation cells run meanwhile)", flush=True)
+        tasks.append(Task("lambda", "cvx_fenchel.table1:lambda_task",
+                          {"settings": asdict(st), "data_dir": wdata,
+                           "folder": str(wout / "lambda-search")}, wout / "lambda-search"))
+    for c in todo:
+        deps = ("lambda",) if search and c[2] not in RANDOM else ()
+        lnn = (c[0], None, "lnn", c[3])
+        if c[2] == "lifted" and lnn in names:
+            deps += (names[lnn],)
+        tasks.append(Task(names[c], "cvx_fenchel.table1:cell_task",
+                          {"cell": list(c), "settings": asdict(st), "data_dir": wdata,
+                           "out": str(wout)}, cell_folder(wout, c), deps))
+    cell_of = {names[c]: c for c in todo}
+    state = {"st": st, "n": 0}
+    t_start = time.perf_counter()
+
+    def finished(done: int, total: int, key: str, info: dict) -> None:
+        if key == "lambda":
+            lam_info = info["result"]
+            atomic_write_bytes(out / "lambda.json", json.dumps(lam_info, indent=1).encode())
+            state["st"] = Settings(**{**asdict(st), "lam": lam_info["lam"]})
+            results.update(settings=asdict(state["st"]), **{"lambda": lam_info})
+            print(f"lambda = {lam_info['lam']:g}", flush=True)
+            _write(out, results)
+            return
+        c, row = cell_of[key], info["result"]
+        row["command"] = _command(c, state["st"], data_dir, out)
+        results["rows"] = [r for r in results["rows"] if _key(r) != c] + [row]
+        _write(out, results)
+        state["n"] += 1
+        print(f"[{state['n']}/{len(todo)}] {key}: test {row['test_accuracy']:.4f} "
+              f"train {row['train_accuracy']:.4f} ({row['seconds']:.0f} s; "
+              f"{(time.perf_counter() - t_start) / 60:.1f} min in all)", flush=True)
+
+    def log(line: str) -> None:  # a first-attempt "done" line: finished() prints the row instead
+        if " done: " not in line or "(attempt " in line:
+            print(line, flush=True)
+
+    rows_out = run_tasks(tasks, client, resume=resume, progress=finished, log=log)
+    by_key = dict(zip((t.key for t in tasks), rows_out))
+    final = state["st"]
+    rows = before
+    for c in todo:  # the serial loop's fold, in its order
+        if search and resume and c[2] not in RANDOM and _done(before, c, final, out):
+            continue
+        rows = [r for r in rows if _key(r) != c] + [by_key[names[c]]]
+    results["rows"] = rows
+    _write(out, results)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cvx_fenchel.table1",
                                 description="Table 1 of the lifted-networks report (see the "
@@ -522,12 +669,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=None, help="use the first N training rows")
     p.add_argument("--resume", action="store_true", help="skip cells already in results.json")
     p.add_argument("--dry-run", action="store_true", help="list the cells and estimate the time")
+    from .distributed import add_cluster_arguments, check_cluster_args, client_from_args, cluster_requested
+    add_cluster_arguments(p)
     a = p.parse_args(argv)
-    run(a.out, a.data_dir, seeds=a.seeds, archs=a.archs, inits=a.inits, lrs=a.lrs,
-        resume=a.resume, choose=a.choose_lambda, lam=a.lam, dry_run=a.dry_run, epochs=a.epochs,
-        sweeps=a.sweeps, n_train=a.n_train)
+    check_cluster_args(a)  # Dask importable, --scheduler usable: before any work
+    kw = dict(seeds=a.seeds, archs=a.archs, inits=a.inits, lrs=a.lrs, resume=a.resume,
+              choose=a.choose_lambda, lam=a.lam, dry_run=a.dry_run, epochs=a.epochs,
+              sweeps=a.sweeps, n_train=a.n_train)
+    if not cluster_requested(a):
+        run(a.out, a.data_dir, **kw)
+        return 0
+    if a.dry_run:
+        raise InputError("--dry-run probes the cells here and runs nothing: drop "
+                         "--workers/--scheduler (give them to the real run)")
+    cells(a.seeds, a.archs, a.inits, a.lrs)  # names checked before a cluster starts
+    with client_from_args(a, log=lambda line: print(line, flush=True)) as client:
+        run(a.out, a.data_dir, client=client, **kw)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CvxFenchelError as exc:  # one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

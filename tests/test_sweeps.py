@@ -258,6 +258,7 @@ def _comparable(result: dict, root: Path) -> dict:
     return out
 
 
+@pytest.mark.slow  # 16-30 s at this machine's load (two SGD epochs serially, two on the cluster)
 def test_reproduce_on_the_cluster_writes_the_serial_table(client, tmp_path, capsys):
     pytest.importorskip("torch")
     from cvx_fenchel.reproduce import reproduce
@@ -308,3 +309,65 @@ def test_reproduce_help_has_the_shared_cluster_flags(capsys):
         cli.main(["reproduce", "--help"])
     text = capsys.readouterr().out
     assert "--workers N" in text and "--scheduler ADDRESS" in text and ".[distributed]" in text
+
+
+# ------------------------------------------------------------------------------ Table 1 on Dask
+
+_T1 = dict(seeds=[0], archs=["300"], lrs=[1e-5], inits=["xavier", "lifted"], epochs=1, sweeps=1,
+           n_train=600)
+
+
+def _t1_comparable(res: dict, root: Path) -> dict:
+    """results.json of table1 without timings, with the output folder's name replaced."""
+    rows = [{k: (v.replace(str(root), "OUT") if k == "command" else v) for k, v in r.items()
+             if k != "seconds"} for r in res["rows"]]
+    lam = {k: v for k, v in res["lambda"].items() if k != "seconds"}
+    return {"settings": res["settings"], "lambda": lam, "rows": rows}
+
+
+def _t1_run_and_compare(client, tmp_path, **kw):
+    from cvx_fenchel import table1
+    serial = table1.run(tmp_path / "s", **_T1, **kw)
+    dist = table1.run(tmp_path / "d", client=client, **_T1, **kw)
+    assert [(r["arch"], r["lr"], r["init"], r["seed"]) for r in dist["rows"]] == [
+        ("300", 1e-5, "xavier", 0), ("300", None, "lnn", 0), ("300", 1e-5, "lifted", 0)]
+    assert _t1_comparable(dist, tmp_path / "d") == _t1_comparable(serial, tmp_path / "s")
+    on_disk = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert _t1_comparable(on_disk, tmp_path / "d") == _t1_comparable(dist, tmp_path / "d")
+    # the table has no timings: the same Markdown
+    assert (tmp_path / "d" / "table.md").read_text() == (tmp_path / "s" / "table.md").read_text()
+    # NN[Lifted] started after its lifted model's task had finished
+    lnn = read_marker(table1.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
+    lifted = read_marker(table1.cell_folder(tmp_path / "d", ("300", 1e-5, "lifted", 0)))["attempts"][-1]
+    assert lifted["started"] >= lnn["started"] + lnn["seconds"]
+    return serial, dist
+
+
+def test_table1_on_the_cluster_writes_the_serial_rows(client, tmp_path):
+    pytest.importorskip("torch")
+    _t1_run_and_compare(client, tmp_path, lam=1.0)
+
+
+@pytest.mark.slow
+def test_table1_lambda_search_as_a_task_gives_the_serial_choice(client, tmp_path):
+    pytest.importorskip("torch")
+    from cvx_fenchel import table1
+    serial, dist = _t1_run_and_compare(client, tmp_path, choose=True)
+    assert dist["lambda"]["source"] == "search" and dist["lambda"]["lam"] == serial["lambda"]["lam"]
+    assert json.loads((tmp_path / "d" / "lambda.json").read_text())["lam"] == dist["lambda"]["lam"]
+    search = read_marker(tmp_path / "d" / "lambda-search")["attempts"][-1]
+    lnn = read_marker(table1.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
+    assert lnn["started"] >= search["started"] + search["seconds"]
+
+
+def test_table1_cluster_flags_without_dask_fail_before_any_work(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from cvx_fenchel import table1
+    from cvx_fenchel.distributed import EXTRA_INSTALL
+    for mod in ("dask.distributed", "distributed"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    monkeypatch.setattr(table1, "_data", lambda *a: pytest.fail("data loaded before the check"))
+    with pytest.raises(InputError) as err:
+        table1.main(["--out", str(tmp_path / "t1"), "--workers", "2"])
+    assert EXTRA_INSTALL in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "t1").exists()
