@@ -390,6 +390,9 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
             raise InputError(f"cannot resume the run in {out} with epochs={config.epochs}: it has "
                              f"done {resumed_from[0]} epochs already (--epochs may grow, not shrink)")
         seconds_before = float(sum(r.get("time") or 0.0 for r in doc.get("history", {}).get("batches", [])))
+        # + the batch time of the records an archive dropped (cvx_fenchel.report.archive)
+        seconds_before += float((doc.get("history", {}).get("meta") or {})
+                                .get("batch_seconds_dropped") or 0.0)
     if ckdir is not None:  # the options of the run (updated by a resume's --epochs)
         atomic_write_bytes(ckdir / RUN_FILE, json.dumps(
             {"model": model, "options": {k: v for k, v in opts.items() if k != "checkpoint_dir"},

@@ -9,7 +9,13 @@ paper number: ours, the difference in percentage points, status ``done`` / ``par
 machine, commit, command; the gap-study variants), ``OUT/REPRODUCTION.md`` (the same as tables,
 headed by the command that generated it and when) and ``OUT/reproduction-<figure>.png`` (test
 accuracy per epoch of every model, the paper's values marked; :mod:`.render`). Facts a run did
-not record read "not recorded"; nothing is invented. What is read:
+not record read "not recorded"; nothing is invented.
+
+``RUNS`` may be several folders, plus the committed archive of earlier sessions' runs
+(:mod:`.archive`, ``cvx-fenchel report --archive DIR``): a folder name found in several is read
+model by model (Table 1: folder by folder), the newest copy winning (a live copy: its files'
+modification time; an archived one: its source's, recorded in ``archive.json``), a tie going to
+the live copy. What is read:
 
 * ``RUNS/<figure>-full/`` (``--subset``: also ``<figure>-subset``), figure in fig1..fig4:
   ``results.json`` (``{"runs": [{"model", "command", "epochs", "test_accuracy",
@@ -41,14 +47,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InputError
 from ..history import History, atomic_write_bytes
+from .archive import ARCHIVE_FILE
 from .paper import (FIGURE_NUMBERS, PAPER, PAPER_SOURCE, TABLE1_ARCHS, TABLE1_LRS, TABLE1_SEEDS,
                     TARGETS, PaperNumber)
 from .render import markdown, plot
@@ -109,8 +118,10 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
     if partial and state is not None:
         epochs = max(ck_epochs, len(hist.epochs) if hist else 0)
     seconds = _first(row.get("seconds") if row else None, meta.get("train_seconds"))
-    if seconds is None and hist is not None and hist.batches:
-        seconds = float(sum(b.get("time") or 0.0 for b in hist.batches))
+    if seconds is None and hist is not None and (hist.batches or meta.get("batch_seconds_dropped")):
+        # the batch times so far, with those of records an archive dropped (.archive)
+        seconds = float(sum(b.get("time") or 0.0 for b in hist.batches)) + float(
+            meta.get("batch_seconds_dropped") or 0.0)
     data_dir = _first(meta.get("data_dir"), (row or {}).get("data_dir"), top.get("data_dir"),
                       (runj or {}).get("data_dir"))
     dataset = _first(meta.get("dataset"), (runj or {}).get("dataset"))
@@ -149,20 +160,51 @@ def _model_run(folder: Path, label: str, row: dict | None, top: dict) -> dict:
         "commit": (commit + ("+modified" if dirty else "")) if commit else None,
         "command": command, "base_model": _first((row or {}).get("paper_model"),
                                                  (row or {}).get("base_model"), meta.get("model")),
-        "folder": str(mdir),
+        "folder": str(mdir), "updated_ts": updated,
         "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if updated else None}
 
 
-def read_folder(folder: str | Path) -> dict:
+def _stamp(run: dict, ts) -> None:
+    if isinstance(ts, (int, float)):
+        run["updated_ts"] = float(ts)
+        run["updated"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def read_folder(folder: str | Path, *, archived: bool = False) -> dict:
     """The runs of one figure folder: ``{"folder", "command", "runs": {label: model run}}`` with
-    the models of its ``results.json`` and every model sub-folder (in that order)."""
+    the models of its ``results.json`` and every model sub-folder (in that order).
+
+    ``archived``: the folder is a copy written by :func:`.archive.archive`; a run's time
+    (``updated``, ``updated_ts``) is then its source's, from ``archive.json`` (git keeps no file
+    times)."""
     folder = Path(folder)
     top = _json(folder / "results.json") or {}
     rows = {r["model"]: r for r in top.get("runs", []) if isinstance(r, dict) and "model" in r}
     labels = list(rows) + sorted(p.name for p in folder.iterdir() if p.is_dir()
                                  and not p.name.startswith(".") and p.name not in rows)
-    return {"folder": str(folder), "command": top.get("command"),
-            "runs": {lab: _model_run(folder, lab, rows.get(lab), top) for lab in labels}}
+    runs = {lab: _model_run(folder, lab, rows.get(lab), top) for lab in labels}
+    if archived:
+        models = (_json(folder / ARCHIVE_FILE) or {}).get("models") or {}
+        for lab, run in runs.items():
+            _stamp(run, (models.get(lab) or {}).get("updated"))
+    return {"folder": str(folder), "command": top.get("command"), "runs": runs}
+
+
+def _read_union(folders: list[tuple[Path, bool]]) -> dict | None:
+    """:func:`read_folder` of the copies ``[(folder, archived)]`` of one run folder found in
+    several roots, merged per model: the newest copy of each model wins (``updated_ts``; a tie:
+    the earlier root, so a live run beats its archived copy)."""
+    if not folders:
+        return None
+    got = [read_folder(f, archived=a) for f, a in folders]
+    runs: dict = {}
+    for g in got:
+        for label, run in g["runs"].items():
+            was = runs.get(label)
+            if was is None or (run.get("updated_ts") or 0.0) > (was.get("updated_ts") or 0.0):
+                runs[label] = run
+    command = next((g["command"] for g in got if g["command"]), None)
+    return {"folder": got[0]["folder"], "command": command, "runs": runs}
 
 
 def _norm_arch(arch) -> str:
@@ -244,31 +286,36 @@ def _base(label: str, run: dict, target: str) -> str | None:
     return max(starts, key=len) if starts else None
 
 
-def _folders(runs_dir: Path, include_subset: bool) -> tuple[dict, list]:
-    """``{target: {"main": folder or None, "subset": folder or None, "variants": [folders]}}``
-    and the folders that belong to no target."""
-    found = {t: {"main": None, "subset": None, "variants": []} for t in TARGETS}
+def _folders(roots: list[tuple[Path, bool]], include_subset: bool) -> tuple[dict, list]:
+    """``{target: {"main": copies, "subset": copies, "variants": [copies]}}`` and the folders
+    that belong to no target; ``copies``: ``[(folder, archived)]``, one per root holding a folder
+    of that name, in the order of ``roots`` (``[]``: none)."""
+    found: dict = {t: {"main": [], "subset": [], "variants": {}} for t in TARGETS}
     ignored = []
-    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        target, _, rest = d.name.partition("-")
-        if target not in TARGETS or not rest:
-            ignored.append(d.name)
-        elif rest == "full":
-            found[target]["main"] = d
-        elif rest == "subset":
-            found[target]["subset"] = d
-        elif rest.endswith("subset") and not include_subset:
-            ignored.append(d.name)
-        else:
-            found[target]["variants"].append(d)
+    for root, archived in roots:
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            target, _, rest = d.name.partition("-")
+            if target not in TARGETS or not rest:
+                ignored.append(d.name if len(roots) == 1 else str(d))
+            elif rest == "full":
+                found[target]["main"].append((d, archived))
+            elif rest == "subset":
+                found[target]["subset"].append((d, archived))
+            elif rest.endswith("subset") and not include_subset:
+                ignored.append(d.name if len(roots) == 1 else str(d))
+            else:
+                found[target]["variants"].setdefault(d.name, []).append((d, archived))
+    for t in found.values():
+        t["variants"] = [t["variants"][k] for k in sorted(t["variants"])]
     return found, ignored
 
 
-def _figure_section(target: str, where: dict, include_subset: bool, runs_dir: Path) -> dict:
-    main = where["main"] or (where["subset"] if include_subset else None)
+def _figure_section(target: str, where: dict, include_subset: bool, runs_dir: str) -> dict:
+    copies = where["main"] or (where["subset"] if include_subset else [])
+    main = copies[0][0] if copies else None
     extra = list(where["variants"]) + ([where["subset"]] if include_subset and where["subset"]
                                        and where["main"] else [])
-    got = read_folder(main) if main else None
+    got = _read_union(copies)
     entries = []
     for p in (q for q in PAPER if q.target == target):
         run = got["runs"].get(p.model) if got else None
@@ -279,8 +326,9 @@ def _figure_section(target: str, where: dict, include_subset: bool, runs_dir: Pa
             reason = f"{main.name} holds no run of {p.model}"
         entries.append(_entry(p, run, reason))
     variants = []
-    for folder in extra:
-        v = read_folder(folder)
+    for folder_copies in extra:
+        folder = folder_copies[0][0]
+        v = _read_union(folder_copies)
         for label, run in v["runs"].items():
             base = _base(label, run, target)
             p = next((q for q in PAPER if q.target == target and q.model == base), None)
@@ -293,8 +341,22 @@ def _figure_section(target: str, where: dict, include_subset: bool, runs_dir: Pa
             "command": got["command"] if got else None, "numbers": entries, "variants": variants}
 
 
-def _table1_section(where: dict, include_subset: bool, runs_dir: Path) -> dict:
-    main = where["main"] or (where["subset"] if include_subset else None)
+def _newest_table1(copies: list[tuple[Path, bool]]) -> Path | None:
+    """The copy of a Table 1 folder whose ``results.json`` is newest (an archived copy: its
+    source's time, from ``archive.json``); a tie: the earlier root."""
+    best, when = None, None
+    for folder, archived in copies:
+        if not (folder / "results.json").is_file():
+            continue
+        ts = (_json(folder / ARCHIVE_FILE) or {}).get("updated") if archived else None
+        ts = ts if isinstance(ts, (int, float)) else (folder / "results.json").stat().st_mtime
+        if best is None or ts > when:
+            best, when = folder, ts
+    return best if best is not None else (copies[0][0] if copies else None)
+
+
+def _table1_section(where: dict, include_subset: bool, runs_dir: str) -> dict:
+    main = _newest_table1(where["main"] or (where["subset"] if include_subset else []))
     doc = _json(main / "results.json") if main else None
     cells = table1_cells(doc) if doc else {}
     entries = []
@@ -303,7 +365,7 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: Path) -> dict:
         e = {"key": p.key, **asdict(p)}
         if c is None:
             e.update({"status": "not run", "ours": None, "diff_pp": None, "reason": (
-                f"no {runs_dir / 'table1-full' / 'results.json'}" if doc is None
+                f"no table1-full/results.json in {runs_dir}" if doc is None
                 else f"{main.name}/results.json has no row for this cell")})
         else:
             e.update({"status": "done" if c["n"] >= TABLE1_SEEDS else "partial", "ours": c["mean"],
@@ -313,7 +375,7 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: Path) -> dict:
                       f"{c['n']} of the paper's {TABLE1_SEEDS} seeds"})
         entries.append(e)
     variants = []
-    for folder in where["variants"]:
+    for folder in (_newest_table1(c) for c in where["variants"]):
         vdoc = _json(folder / "results.json") or {}
         for (lr, arch, col), c in ((k, c) for k, c in table1_cells(vdoc).items() if k != "unplaced"):
             p = next(q for q in PAPER if q.key == f"table1/lr={lr:g}/{arch}/{col}")
@@ -335,31 +397,49 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 # the report
 
-def build_report(runs_dir: str | Path, out_dir: str | Path, *, include_subset: bool = False,
-                 command: str | None = None, plots: bool = True) -> dict:
+def build_report(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Path, *,
+                 include_subset: bool = False, command: str | None = None, plots: bool = True,
+                 archived: str | Path | None = None) -> dict:
     """Read every run folder of ``runs_dir``, write ``REPRODUCTION.json``, ``REPRODUCTION.md``
     and one ``reproduction-<figure>.png`` per figure into ``out_dir``; return the report dict.
 
+    ``runs_dir``: one folder or several (their union: a folder name found in several, e.g.
+    ``fig3-full``, is read model by model, the newest copy of each model winning, a tie going to
+    the earlier folder); ``archived``: the folder :func:`.archive.archive` writes (committed
+    copies of earlier sessions' runs), read last, its runs dated by their sources' times.
     ``include_subset``: also read the ``*-subset`` folders (a subset run fills a paper row only
     where no full-data run exists, and its data is named). ``command``: the command line shown
     at the top of the Markdown (default: the equivalent ``cvx-fenchel report`` call)."""
-    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    if not runs_dir.is_dir():
-        raise InputError(f"--runs {runs_dir} is not a folder (it should hold the folders "
-                         "cvx-fenchel reproduce writes, e.g. fig2-full/)")
+    dirs = [Path(runs_dir)] if isinstance(runs_dir, (str, os.PathLike)) else [Path(d) for d in runs_dir]
+    out_dir = Path(out_dir)
+    if not dirs:
+        raise InputError("no --runs folder given")
+    for d in dirs:
+        if not d.is_dir():
+            raise InputError(f"--runs {d} is not a folder (it should hold the folders "
+                             "cvx-fenchel reproduce writes, e.g. fig2-full/)")
+    roots = [(d, False) for d in dirs]
+    if archived is not None:
+        if Path(archived).exists() and not Path(archived).is_dir():
+            raise InputError(f"--archive {archived} exists and is not a folder")
+        if Path(archived).is_dir():
+            roots.append((Path(archived), True))
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a folder")
     from ..bench.run import git_commit
-    found, ignored = _folders(runs_dir, include_subset)
-    sections = [_figure_section(t, found[t], include_subset, runs_dir) for t in FIGURE_NUMBERS]
-    sections.append(_table1_section(found["table1"], include_subset, runs_dir))
+    where = ", ".join(str(d) for d, _ in roots)
+    found, ignored = _folders(roots, include_subset)
+    sections = [_figure_section(t, found[t], include_subset, where) for t in FIGURE_NUMBERS]
+    sections.append(_table1_section(found["table1"], include_subset, where))
     g = git_commit()
     report = {
         "generated": {"command": command or "cvx-fenchel report " + shlex.join(
-            ["--runs", str(runs_dir), "--out", str(out_dir)] + (["--subset"] if include_subset else [])),
+            [a for d in dirs for a in ("--runs", str(d))] + ["--out", str(out_dir)]
+            + (["--archive", str(archived)] if archived is not None else [])
+            + (["--subset"] if include_subset else [])),
                       "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "commit": g.get("commit"), "dirty_cvx_fenchel": g.get("dirty_cvx_fenchel"),
-                      "runs_dir": str(runs_dir), "include_subset": include_subset,
+                      "runs_dir": where, "include_subset": include_subset,
                       "paper_source": PAPER_SOURCE},
         "sections": sections, "ignored_folders": ignored}
     out_dir.mkdir(parents=True, exist_ok=True)
