@@ -123,7 +123,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     import shlex
 
     from .report import build_report
-    rep = build_report(args.runs, args.out, include_subset=args.subset,
+    from .report.archive import archive
+    runs = args.runs or ["runs/reproduce"]
+    if args.archive:  # first the committed copy of the runs, then the report from both
+        arc = archive(runs, args.archive)
+        print(f"archived {len(arc['folders'])} run folder(s) into {args.archive}: "
+              f"{len(arc['files'])} files, {arc['bytes']:,} bytes")
+    rep = build_report(runs, args.out, include_subset=args.subset, archived=args.archive,
                        command="cvx-fenchel " + shlex.join(args.argv))
     nums = [e for s in rep["sections"] for e in s["numbers"]]
     print(f"wrote {args.out}/REPRODUCTION.md and REPRODUCTION.json: {len(nums)} paper numbers, "
@@ -295,8 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = subs.add_parser("report", help="one generated paper-vs-ours report of every number of "
                         "both papers from the reproduce runs: REPRODUCTION.md/json and plots")
-    s.add_argument("--runs", default="runs/reproduce",
-                   help="folder holding the <figure>-full (and gap-study) folders reproduce writes")
+    s.add_argument("--runs", action="append", default=None, metavar="DIR",
+                   help="folder holding the <figure>-full (and gap-study) folders reproduce writes "
+                        "(or table1-full/); repeat it to read several (default: runs/reproduce)")
+    s.add_argument("--archive", default=None, metavar="DIR",
+                   help="first copy the runs' results and the state of unfinished Fenchel runs "
+                        "into DIR, small enough to commit (cvx_fenchel.report.archive; e.g. "
+                        "docs/results/runs), then report from the runs and DIR (newest copy wins)")
     s.add_argument("--out", default="docs/results", help="where REPRODUCTION.md/json and the "
                    "reproduction-<figure>.png plots go")
     s.add_argument("--subset", action="store_true",
