@@ -7,7 +7,9 @@
 * Every model's loop (Fenchel batched and full, ADMM, Lau BCD, LNN full and batched, SGD) stops
   at the first epoch where an active rule holds, and a resumed Fenchel run that had converged
   trains no further.
-* ``train --until-converged`` end to end on a cheap model (Lau et al. BCD) with the default rule.
+* ``train --until-converged`` and ``reproduce fig1`` end to end on a cheap model (Lau et al. BCD)
+  with the default rule: the run ends at the first epoch where the rule holds and its row and
+  table say why.
 * The figures: Fig. 3 is 20 epochs, Fig. 4 is CIFAR-10 with one-gradient-step W-steps, the gap
   studies are labelled variants, fig3's recorded options are those of earlier versions (so
   ``--resume`` recognises runs made by them), ``all`` and CIFAR need ``--cifar-dir``.
@@ -184,6 +186,23 @@ def test_train_until_converged_end_to_end(tmp_path, capsys, monkeypatch):
                          "--quiet"]) == 0
     meta3 = json.loads((tmp_path / "b3" / "history.json").read_text())["meta"]
     assert meta3["stop_reason"] == "max epochs" and "until_converged" not in meta3["options"]
+
+
+def test_reproduce_fig1_runs_until_converged_and_its_rows_say_why_they_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "load_data", lambda *a: _data(400, 200))
+    with threadpool_limits(1):
+        assert cli.main(["reproduce", "fig1", "--models", "lau-bcd", "--epochs", "300", "--out",
+                         str(tmp_path), "--quiet"]) == 0
+    fig = tmp_path / "fig1-subset"
+    (row,) = json.loads((fig / "results.json").read_text())["runs"]
+    hist = json.loads((fig / "lau-bcd" / "history.json").read_text())
+    assert row["stop_reason"] == hist["meta"]["stop_reason"] == StopRule().reason(hist["epochs"])
+    assert row["stop_reason"] in ("rule: objective", "rule: accuracy flat")
+    assert row["epochs"] == len(hist["epochs"]) < 300 and row["max_epochs"] == 300
+    assert row["until_converged"] is True and "--until-converged" in row["command"]
+    assert row["test_accuracy_per_epoch"] == [r["test_accuracy"] for r in hist["epochs"]]
+    md = (fig / "results.md").read_text()
+    assert f"| {row['stop_reason']} (max 300) |" in md and "Until converged: relative change" in md
 
 
 # ---- the figures -----------------------------------------------------------------------------
