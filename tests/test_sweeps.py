@@ -15,7 +15,15 @@ single-threaded worker processes:
 * a task failing after its retries does not stop the others; SweepError names it and its
   dependent, and holds the others' results.
 
-About 15-25 s on 2 idle cores (cluster start included).
+Then the real sweeps on the same cluster: ``table1.run(client=...)`` on 3 cells (xavier, the lifted
+model and NN[Lifted] depending on it) gives the serial rows (timings aside) and the same
+``table.md``; ``reproduce`` (slow: fig2-gaps, two 1-epoch SGD runs) gives the serial results table;
+(slow) a Fenchel run whose worker is SIGKILLed after its first mid-epoch checkpoint resumes on
+another worker and its row equals an uninterrupted serial run's; without Dask the cluster flags
+fail with one line naming the extra before any work.
+
+The default (not slow) tests take about 25-50 s here at load 7-10 on 2 cores (cluster start and
+the workers' first torch import included); the toy tests alone about 15 s.
 """
 
 from __future__ import annotations
@@ -371,3 +379,55 @@ def test_table1_cluster_flags_without_dask_fail_before_any_work(monkeypatch, tmp
         table1.main(["--out", str(tmp_path / "t1"), "--workers", "2"])
     assert EXTRA_INSTALL in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "t1").exists()
+
+
+@pytest.mark.slow  # about 2-3 min here: one Fenchel epoch on the shipped subset serially, then on the cluster
+def test_reproduce_fenchel_run_resumes_elsewhere_after_its_worker_is_killed(client, tmp_path):
+    """The real trainer: a Fenchel run of fig2 (1 epoch, 20 batches, a checkpoint every 5) is a task;
+    once its first checkpoint exists the test SIGKILLs the worker process running it. The scheduler
+    re-runs the task elsewhere with resume=True, the trainer continues from the checkpoint, and the
+    row equals an uninterrupted serial run's (the serial run limited to one BLAS thread, as the
+    workers are)."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    from cvx_fenchel.checkpoint import position, read_state
+    from cvx_fenchel.reproduce import reproduce
+    kw = dict(models=["fenchel"], epochs=1, checkpoint_every=5, quiet=True, backend="numpy")
+    with threadpool_limits(1):
+        serial = reproduce("fig2", out=str(tmp_path / "s"), **kw)
+    folder = tmp_path / "d" / "fig2-subset" / "fenchel"
+    killed: list[tuple[int, tuple]] = []
+    stop = threading.Event()
+
+    def kill_after_first_checkpoint():
+        while not stop.is_set():
+            rec, ck = read_marker(folder), folder / "checkpoints"
+            try:
+                where = position(read_state(ck))
+            except Exception:  # noqa: BLE001 - not written yet
+                where = None
+            if rec and where is not None and where != (0, 0):
+                pid = int(rec["attempts"][-1]["worker"].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                killed.append((pid, where))
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    t.start()
+    try:
+        dist = reproduce("fig2", out=str(tmp_path / "d"), client=client, **kw)
+    finally:
+        stop.set()
+        t.join()
+    assert len(killed) == 1 and killed[0][1][0] == 0 and 5 <= killed[0][1][1] < 20  # killed mid-epoch
+    rec = read_marker(folder)
+    assert [a["resume"] for a in rec["attempts"]] == [False, True] and rec["finished"]
+    assert int(rec["attempts"][0]["worker"].rsplit(":", 1)[1]) == killed[0][0]
+    (row,), (ref,) = dist["runs"], serial["runs"]
+    assert row["resumed_at"] is not None and ref["resumed_at"] is None  # continued, not restarted
+    drop = ("resumed_at",)
+    assert _comparable({**dist, "runs": [{k: v for k, v in row.items() if k not in drop}]}, tmp_path / "d") == \
+        _comparable({**serial, "runs": [{k: v for k, v in ref.items() if k not in drop}]}, tmp_path / "s")
