@@ -42,7 +42,9 @@ def _objective_by_definition(f, rel_tol, window):
     return all(abs(f[k] - f[k - 1]) <= rel_tol * abs(f[k - 1]) for k in range(len(f) - window, len(f)))
 
 
-finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+# (no magnitudes near underflow, where scaling by a power of two stops being exact)
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False).filter(
+    lambda v: v == 0 or abs(v) >= 1e-200)
 
 
 @settings(max_examples=300, deadline=None)
@@ -56,7 +58,7 @@ def test_the_objective_rule_is_its_definition(f, rel_tol, window):
     assert rule.objective_converged([{"objective": 123.0}, {"objective": -7.0}] + recs[-(window + 1):]) \
         == rule.objective_converged(recs) or len(recs) < window + 1
     # scale-free: multiplying by a power of two (exact in floating point) changes nothing
-    assert rule.objective_converged([{"objective": 2.0 ** -7 * v} for v in f]) == \
+    assert rule.objective_converged([{"objective": 2.0 ** 7 * v} for v in f]) == \
         rule.objective_converged(recs)
 
 
