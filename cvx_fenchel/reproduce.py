@@ -397,14 +397,20 @@ def _row(fig: Figure, run: Run, opts: dict, argv: list[str], hist: History, seco
 
 def _finished(out: Path, model: str, opts: dict, data_dir: str | None,
               quiet: bool = False) -> History | None:
-    """The history of a finished run in ``out`` made by the same command, else None."""
+    """The history of a finished run in ``out`` made by the same command, else None. The
+    checkpoint interval is not compared: checkpoints never change a run's results (a resume is bit
+    for bit), so a finished run is not trained again because ``--checkpoint-every`` differs."""
     try:
         hist = History.load(out / "history.json")
     except (OSError, ValueError):
         return None
     m = hist.meta
+
+    def key(o):
+        return json.loads(json.dumps({k: v for k, v in (o or {}).items() if k != "checkpoint_every"}))
+
     same = (m.get("model") == model and m.get("data_dir") == data_dir
-            and json.loads(json.dumps(m.get("options"))) == json.loads(json.dumps(opts)))
+            and key(m.get("options")) == key(opts))
     if not same and not quiet:
         print(f"note: {out / 'history.json'} holds a run of other options: running it again", flush=True)
     return hist if same else None

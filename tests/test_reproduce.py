@@ -242,6 +242,19 @@ def test_fig3_options_are_those_recorded_by_earlier_versions():
         {**base, "until_converged": True}
 
 
+def test_a_finished_run_is_skipped_whatever_the_checkpoint_interval(tmp_path):
+    from cvx_fenchel.history import History
+    from cvx_fenchel.reproduce import _finished
+    opts = {"arch": "lenet5", "loss": "cross_entropy", "epochs": 20, "seed": 0, "backend": "auto",
+            "checkpoint_every": 20}
+    History(meta={"model": "fenchel", "data_dir": "D", "options": opts}).save(tmp_path / "history.json")
+    for every in (0, 20, 5):
+        assert _finished(tmp_path, "fenchel", {**opts, "checkpoint_every": every}, "D", quiet=True)
+    for other in ({"epochs": 21}, {"seed": 1}, {"until_converged": True}):
+        assert _finished(tmp_path, "fenchel", {**opts, **other}, "D", quiet=True) is None
+    assert _finished(tmp_path, "fenchel", opts, None, quiet=True) is None
+
+
 def test_commands_of_the_cifar_gap_and_all_targets():
     f4 = commands("fig4", cifar_dir="C")
     assert all(a[:2] == ["train", "--data-dir"] and a[2] == "C" and "--dataset" in a and
