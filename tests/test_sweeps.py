@@ -334,7 +334,7 @@ def _t1_comparable(res: dict, root: Path) -> dict:
 
 
 def _t1_run_and_compare(client, tmp_path, **kw):
-    from cvx_fenchel import table1
+    from cvx_fenchel import table1, table1_cluster
     serial = table1.run(tmp_path / "s", **_T1, **kw)
     dist = table1.run(tmp_path / "d", client=client, **_T1, **kw)
     assert [(r["arch"], r["lr"], r["init"], r["seed"]) for r in dist["rows"]] == [
@@ -345,8 +345,8 @@ def _t1_run_and_compare(client, tmp_path, **kw):
     # the table has no timings: the same Markdown
     assert (tmp_path / "d" / "table.md").read_text() == (tmp_path / "s" / "table.md").read_text()
     # NN[Lifted] started after its lifted model's task had finished
-    lnn = read_marker(table1.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
-    lifted = read_marker(table1.cell_folder(tmp_path / "d", ("300", 1e-5, "lifted", 0)))["attempts"][-1]
+    lnn = read_marker(table1_cluster.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
+    lifted = read_marker(table1_cluster.cell_folder(tmp_path / "d", ("300", 1e-5, "lifted", 0)))["attempts"][-1]
     assert lifted["started"] >= lnn["started"] + lnn["seconds"]
     return serial, dist
 
@@ -359,12 +359,12 @@ def test_table1_on_the_cluster_writes_the_serial_rows(client, tmp_path):
 @pytest.mark.slow
 def test_table1_lambda_search_as_a_task_gives_the_serial_choice(client, tmp_path):
     pytest.importorskip("torch")
-    from cvx_fenchel import table1
+    from cvx_fenchel import table1_cluster
     serial, dist = _t1_run_and_compare(client, tmp_path, choose=True)
     assert dist["lambda"]["source"] == "search" and dist["lambda"]["lam"] == serial["lambda"]["lam"]
     assert json.loads((tmp_path / "d" / "lambda.json").read_text())["lam"] == dist["lambda"]["lam"]
     search = read_marker(tmp_path / "d" / "lambda-search")["attempts"][-1]
-    lnn = read_marker(table1.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
+    lnn = read_marker(table1_cluster.cell_folder(tmp_path / "d", ("300", None, "lnn", 0)))["attempts"][-1]
     assert lnn["started"] >= search["started"] + search["seconds"]
 
 
