@@ -197,7 +197,7 @@ def test_reproduce_runs_a_figure_and_writes_table_and_plot(tmp_path, capsys, sma
 
 
 def test_reproduce_dry_run_and_errors(capsys):
-    assert cli.main(["reproduce", "fig1", "--dry-run", "--data-dir", "D"]) == 0
+    assert cli.main(["reproduce", "fig1", "--dry-run", "--no-probe", "--data-dir", "D"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5 and all(ln.startswith("cvx-fenchel train --data-dir D --model ") for ln in lines)
     assert cli.main(["reproduce", "fig1", "--models", "adam"]) == 2

@@ -34,7 +34,7 @@ def test_readme_main_command_trains_and_prints_the_documented_accuracy(tmp_path)
 def test_readme_commands_info_dry_run_and_quick_verify(tmp_path):
     p = run("info", cwd=tmp_path)
     assert p.returncode == 0 and "cvxpy" in p.stdout and "CuPy" in p.stdout
-    p = run("reproduce", "fig2", "--dry-run", cwd=tmp_path)
+    p = run("reproduce", "fig2", "--dry-run", "--no-probe", cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.count("cvx-fenchel train --model") == 3
     p = run("verify", "--quick", "--out", str(tmp_path / "v"), cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("PASSED")
