@@ -307,8 +307,8 @@ def _paths_for_workers(client, kw: dict) -> dict:
     try:
         cwds = set(client.run(os.getcwd).values())
     except Exception:  # noqa: BLE001 - unknown: assume they differ
-        cwds = {None}
-    if cwds <= {here}:
+        cwds = set()
+    if cwds and cwds <= {here}:  # no worker connected yet: those to come may start anywhere
         return kw
     print("note: the Dask workers run in another working directory: folders are passed to them as "
           "absolute paths (they must see this file system at the same path)", flush=True)

@@ -431,3 +431,22 @@ def test_reproduce_fenchel_run_resumes_elsewhere_after_its_worker_is_killed(clie
     drop = ("resumed_at",)
     assert _comparable({**dist, "runs": [{k: v for k, v in row.items() if k not in drop}]}, tmp_path / "d") == \
         _comparable({**serial, "runs": [{k: v for k, v in ref.items() if k not in drop}]}, tmp_path / "s")
+
+
+def test_reproduce_gives_workers_absolute_folders_unless_they_share_our_cwd(monkeypatch, tmp_path):
+    from cvx_fenchel.reproduce import _paths_for_workers
+    monkeypatch.chdir(tmp_path)
+
+    class FakeClient:  # what client.run(os.getcwd) answers: {worker address: its cwd}
+        def __init__(self, cwds):
+            self.cwds = cwds
+
+        def run(self, fn):
+            assert fn is os.getcwd
+            return self.cwds
+
+    kw = {"out": "runs/r", "data_dir": "mnist", "cifar_dir": None, "seed": 0}
+    assert _paths_for_workers(FakeClient({"tcp://a": str(tmp_path), "tcp://b": str(tmp_path)}), kw) == kw
+    absolute = {**kw, "out": str(tmp_path / "runs" / "r"), "data_dir": str(tmp_path / "mnist")}
+    assert _paths_for_workers(FakeClient({"tcp://a": str(tmp_path), "tcp://b": "/elsewhere"}), kw) == absolute
+    assert _paths_for_workers(FakeClient({}), kw) == absolute  # no worker yet: those to come may start anywhere
