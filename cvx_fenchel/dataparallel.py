@@ -51,6 +51,7 @@ from . import subproblems as sub
 from .backend import check_int
 from .config import TrainConfig
 from .errors import InputError
+from .distributed import EXTRA_INSTALL, require_dask as _require_dask
 from .maps import Dense
 from .maps.base import _MAX_EXACT_GRAM, _max_eigvalsh  # the single-process Lipschitz rule, reused
 from .network import Network
@@ -62,18 +63,9 @@ from .trainer import BCDTrainer
 __all__ = ["fit_full_batch_parallel", "DataParallelTrainer", "ShardPool", "ShardedWStep",
            "w_steps_concurrent", "require_dask", "EXTRA_INSTALL"]
 
-#: How to install the optional dependency (named in the error when it is missing).
-EXTRA_INSTALL = 'pip install ".[distributed]"'
-
-
 def require_dask() -> None:
     """Raise a one-line :class:`InputError` naming the extra unless ``dask.distributed`` imports."""
-    try:
-        import dask.distributed  # noqa: F401
-    except ImportError as exc:
-        why = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"data-parallel training needs dask.distributed, which is not importable "
-                         f"({why}); install the extra: {EXTRA_INSTALL}") from None
+    _require_dask("data-parallel training needs")
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,13 +40,14 @@ EXTRA_INSTALL = 'pip install ".[distributed]"'
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
 
 
-def require_dask() -> None:
-    """Raise :class:`InputError` (one line, naming the extra) unless ``dask.distributed`` imports."""
+def require_dask(what: str = "--workers/--scheduler need") -> None:
+    """Raise :class:`InputError` (one line, naming the extra) unless ``dask.distributed`` imports;
+    ``what`` starts the message (who needs Dask)."""
     try:
         import dask.distributed  # noqa: F401
     except ImportError as exc:
         why = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"--workers/--scheduler need dask.distributed, which is not importable here "
+        raise InputError(f"{what} dask.distributed, which is not importable here "
                          f"({why}); install the extra: {EXTRA_INSTALL}") from None
 
 

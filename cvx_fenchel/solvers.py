@@ -269,14 +269,6 @@ def fista_metric(grad_f: Callable[[Tree], Tree], solve_P: Callable[[Tree], Tree]
     The tests are read every :func:`~cvx_fenchel.backend.check_interval` iterations (every
     iteration on NumPy; one host read for all of them); restarts are decided on the device.
 
-    Stops with ``step_converged=False`` after :data:`PCG_STALL_ITERS` iterations in which
-    :math:`\|\nabla f\|^2` did not fall below :data:`PCG_STALL_FALL` times its best value so far:
-    there the gradient has reached its rounding floor (e.g. a ridge of 1e-4 against features scaled
-    by 1e2, where :math:`\|g\|^2/(2\rho)` cannot drop below the tolerance in the working
-    precision) and further iterations change nothing; without this test such a solve ran to
-    ``max_iter`` (100,000 iterations, 16 s on the CPU, minutes on a GPU). The trainer's caps
-    (30/50) are far below the window, so it never acts there.
-
     Returns
     -------
     (x, n_iter, step_converged)
