@@ -76,7 +76,7 @@ from pathlib import Path
 
 from .checkpoint import has_checkpoint
 from .errors import InputError, UnknownNameError
-from .experiments import (command_line, estimate_seconds, missing_requirements,
+from .experiments import (command_line, missing_requirements,
                           probe_epoch_seconds, train)
 from .figures import ALL, CIFAR_NOTE, FIGURES, TARGETS, Figure, Run
 from .history import History, StopRule, atomic_write_bytes

@@ -209,7 +209,6 @@ def test_train_accuracy_is_measured_on_the_training_set_and_batch_accuracies_are
     """Issue 13, point 2: the per-batch number shown used to be the accuracy of the batch the
     W-step had just fitted (0.976 while the network's training-set accuracy was 0.320)."""
     import warnings
-    from cvx_fenchel.network import make_network
     from cvx_fenchel.trainer import BCDTrainer
     X, y, _, _ = load_mnist(normalize=True)
     X, y = X.reshape(len(X), -1)[:1500], y[:1500]
