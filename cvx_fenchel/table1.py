@@ -503,6 +503,7 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
             atomic_write_bytes(out / "lambda.json", json.dumps(lam_info, indent=1).encode())
             st, search = Settings(**{**asdict(st), "lam": lam_info["lam"]}), False
             results.update(settings=asdict(st), **{"lambda": lam_info})
+            _write(out, results)  # table.md states the chosen lambda from now on
             print(f"lambda = {st.lam:g}", flush=True)
         if resume and c[2] not in RANDOM and done(c):
             continue
