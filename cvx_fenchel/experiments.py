@@ -35,6 +35,7 @@ __all__ = [
     "OPTIONS",
     "RUN_FILE",
     "build_model",
+    "check_data_parallel",
     "check_out",
     "checkpoint_folder",
     "command_line",
@@ -330,9 +331,80 @@ def _earlier_checkpoint(ckdir: Path | None, out: Path, overwrite: bool) -> None:
                          "continue it, or --overwrite to start over")
 
 
+def check_data_parallel(model: str, options: dict | None = None, *, resume: bool = False) -> None:
+    """Refuse, before any work, a run that :func:`train` cannot give to the data-parallel trainer
+    (:func:`cvx_fenchel.dataparallel.fit_full_batch_parallel`, ``--workers``/``--scheduler``): it
+    runs Algorithm 1 only (``--model fenchel --algorithm full``), of dense layers, with NumPy on
+    the workers, and writes no checkpoints (the lifted variables stay on the workers' shards), so
+    ``--checkpoint-every``, ``--checkpoint-dir`` and ``--resume`` are refused rather than ignored.
+    One :class:`InputError` line naming what is needed."""
+    from .network import is_lenet5
+    cluster = "--workers/--scheduler (data-parallel Algorithm 1)"
+    if model != "fenchel":
+        raise InputError(f"{cluster} need --model fenchel --algorithm full; got --model {model}")
+    opts = _check_options(model, options or {})
+    algorithm = fenchel_config(opts).algorithm
+    if algorithm != "full":
+        raise InputError(f"{cluster} need --algorithm full (full-batch BCD); got --algorithm {algorithm}")
+    given = [f for f, on in (("--checkpoint-every", "checkpoint_every" in opts),
+                             ("--checkpoint-dir", "checkpoint_dir" in opts), ("--resume", resume)) if on]
+    if given:
+        raise InputError(f"{cluster} write no checkpoints (the lifted variables stay on the workers); "
+                         f"drop {', '.join(given)}")
+    if opts.get("backend") == "cupy":
+        raise InputError(f"{cluster} run NumPy on the workers; drop --backend cupy (or use numpy/auto)")
+    if is_lenet5(opts.get("arch")):
+        raise InputError(f"{cluster} support dense architectures only (a-b-..-k); got --arch {opts['arch']}")
+
+
+def _fit_data_parallel(est: Any, client: Any, Xtr: Any, ytr: Any, Xte: Any, yte: Any, *,
+                       in_channels: int, verbose: bool, log: Callable[[str], None]) -> None:
+    """``est.fit(Xtr, ytr, X_test=Xte, y_test=yte)`` of a Fenchel estimator with the sweeps of
+    Algorithm 1 on the workers of ``client`` (one shard of the samples per worker): the config,
+    network and inputs are built by the estimator as in its own ``fit`` (the architecture is
+    always explicit here, so the outputs are the classes ``0..k-1``), then
+    :func:`~cvx_fenchel.dataparallel.fit_full_batch_parallel` trains, and the estimator gets the
+    fitted trainer (``score``, ``history_``, ``weights_`` work as after ``fit``). The history's
+    meta records ``data_parallel``: shards, workers and the scheduler's address."""
+    import numpy as np
+
+    from .dataparallel import fit_full_batch_parallel
+    from .datasets import one_hot
+    info = client.scheduler_info()
+    workers = len(info.get("workers", {}))
+    if workers < 1:
+        raise InputError("the Dask cluster has no workers connected; start workers or use --workers N")
+    address = info.get("address") or getattr(client.scheduler, "address", None)
+    config = est.make_config(in_channels, n_samples=len(Xtr))
+    net = config.network()
+    est._fixed_outputs = True
+    est.n_classes_ = net.n_outputs
+    est.classes_ = np.arange(net.n_outputs)
+    X = est._prepare_X(Xtr, net)
+    y = est._encode(np.asarray(ytr))
+    X_test, y_test = est._test_set(Xte, yte, net)
+    log(f"data-parallel Algorithm 1: {workers} shard(s) of the {len(X)} samples on the {workers} "
+        f"worker(s) of the Dask scheduler {address}")
+    sys.stdout.flush()
+    tr = fit_full_batch_parallel(net, X, one_hot(y, net.n_outputs, dtype=net.dtype), client, workers,
+                                 config, y=y, epochs=config.epochs, X_test=X_test, y_test=y_test,
+                                 verbose=verbose)
+    tr.close()  # the shards' rows are released; the weights stay here
+    tr.history.meta.update({"config": tr.config.to_dict(), "backend": tr.xp.__name__,
+                            "data_parallel": {**tr.history.meta.get("data_parallel", {}),
+                                              "n_shards": workers, "workers": workers,
+                                              "scheduler": address}})
+    est.config_, est.network_, est.trainer_ = tr.config, net, tr
+    est.n_features_in_ = int(net.input_shape[0]) if len(net.input_shape) == 1 else \
+        int(np.prod(net.input_shape))
+    est.resumed_from_ = None
+    est.history_ = tr.history
+
+
 def train(model: str = "fenchel", options: dict | None = None, *, dataset: str = "mnist",
           data_dir: str | None = None, out: str | Path = "runs/train", quiet: bool = False,
-          overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+          overwrite: bool = False, resume: bool = False, log: Callable[[str], None] = print,
+          client: Any = None) -> dict:
     """Train ``model`` with ``options`` and write ``OUT/history.json`` and ``OUT/history.png``.
 
     ``options``: the ``cvx-fenchel train`` flags given (:data:`OPTIONS`, ``None`` values
@@ -355,12 +427,22 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     accuracy flat"`` or ``"max epochs"``), ``max_epochs``, the rule, the commit of the code
     (``source_commit``) and the machine.
 
+    ``client`` (a :class:`dask.distributed.Client`, ``--workers``/``--scheduler``): Algorithm 1
+    runs data-parallel on its workers, one shard of the samples each
+    (:func:`~cvx_fenchel.dataparallel.fit_full_batch_parallel`; the iterates equal the serial
+    ``algorithm="full"`` run's up to summation order); :func:`check_data_parallel` refuses what
+    it cannot run (another model or algorithm, checkpoints, resume) before any work. The same
+    files are written; the history's meta records ``data_parallel``.
+
     Returns ``{"model", "history" (History), "test_accuracy", "rule", "seconds", "out",
-    "config" (TrainConfig or None), "resumed_from" ((epoch, batch) or None), "stop_reason"}``;
+    "config" (TrainConfig or None), "resumed_from" ((epoch, batch) or None), "stop_reason",
+    "estimator" (the fitted model)}``;
     ``test_accuracy`` is the last epoch's (feed-forward rule), or the score by ``predict_rule``
     when that is ``lifted``.
     """
     from .checkpoint import check_resumable, position, read_state
+    if client is not None:
+        check_data_parallel(model, options, resume=resume)
     opts = _check_options(model, options or {})
     if dataset not in DATASETS:
         raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
@@ -417,7 +499,11 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     with warnings.catch_warnings(), stopping(stop_rule):
         if quiet:
             warnings.simplefilter("ignore")
-        est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
+        if client is None:
+            est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
+        else:
+            _fit_data_parallel(est, client, Xtr, ytr, Xte, yte, in_channels=3 if dataset == "cifar10" else 1,
+                               verbose=not quiet, log=log)
     seconds = time.perf_counter() - t0 + seconds_before
     hist: History = est.history_
     stop_reason = (stop_rule.reason(hist.epochs) if stop_rule is not None else None) or "max epochs"
@@ -446,7 +532,7 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         f"({seconds:.1f} s training{stopped}; history in {out})")
     return {"model": model, "history": hist, "test_accuracy": acc, "rule": rule,
             "seconds": seconds, "out": out, "config": config, "resumed_from": resumed_from,
-            "stop_reason": stop_reason}
+            "stop_reason": stop_reason, "estimator": est}
 
 
 def _model_epochs(est: Any, opts: dict) -> int | None:
