@@ -5,7 +5,8 @@
   with the package), write ``history.json`` and ``history.png``, print the final test accuracy.
   ``--checkpoint-every N`` checkpoints every ``N`` batches and at epoch ends (atomic writes) into
   ``OUT/checkpoints``; ``--resume`` continues a killed run from there, bit for bit as if it had
-  never stopped (:func:`cvx_fenchel.experiments.train`).
+  never stopped (:func:`cvx_fenchel.experiments.train`). ``--workers N`` or ``--scheduler ADDRESS``
+  with ``--algorithm full``: Algorithm 1 data-parallel on a Dask cluster (:mod:`cvx_fenchel.dataparallel`).
 * ``cvx-fenchel reproduce fig1|fig2|fig3|fig4|fig2-gaps|fig3-gaps|fig4-gaps|all`` -- every model
   of one of the papers' figures or gap studies (:mod:`cvx_fenchel.reproduce`): results table,
   JSON and a comparison plot; ``--resume`` skips the finished models and resumes the Fenchel
@@ -66,12 +67,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     for k in ("lam", "rho", "gamma", "coef"):  # one value: every layer; several: one per layer
         if isinstance(options.get(k), list):
             options[k] = options[k][0] if len(options[k]) == 1 else tuple(options[k])
+    from .distributed import check_cluster_args, client_from_args, cluster_requested
+    def log(line: str) -> None:
+        print(line, flush=True)
+    if cluster_requested(args):  # data-parallel Algorithm 1: refusals before any work
+        from .experiments import check_data_parallel, check_out
+        check_data_parallel(args.model, options, resume=args.resume)
+        check_cluster_args(args)
     out = args.out
     if out is None:
         out = resumable_folder("runs/train") if args.resume else fresh_folder("runs/train")
-    train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
-          quiet=args.quiet, overwrite=args.overwrite, resume=args.resume,
-          log=lambda line: print(line, flush=True))
+    if not cluster_requested(args):
+        train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
+              quiet=args.quiet, overwrite=args.overwrite, resume=args.resume, log=log)
+        return 0
+    check_out(out, overwrite=args.overwrite)  # before the cluster starts
+    with client_from_args(args, log=log) as client:
+        train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
+              quiet=args.quiet, overwrite=args.overwrite, log=log, client=client)
     return 0
 
 
@@ -235,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint folder (default OUT/checkpoints with --checkpoint-every; "
                         "without it: at epoch ends only)")
+    from .distributed import add_cluster_arguments
+    add_cluster_arguments(s)  # --workers/--scheduler: data-parallel Algorithm 1 (--algorithm full)
     s.set_defaults(func=cmd_train)
 
     from .reproduce import TARGETS
