@@ -332,73 +332,15 @@ def _earlier_checkpoint(ckdir: Path | None, out: Path, overwrite: bool) -> None:
 
 
 def check_data_parallel(model: str, options: dict | None = None, *, resume: bool = False) -> None:
-    """Refuse, before any work, a run that :func:`train` cannot give to the data-parallel trainer
-    (:func:`cvx_fenchel.dataparallel.fit_full_batch_parallel`, ``--workers``/``--scheduler``): it
-    runs Algorithm 1 only (``--model fenchel --algorithm full``), of dense layers, with NumPy on
-    the workers, and writes no checkpoints (the lifted variables stay on the workers' shards), so
-    ``--checkpoint-every``, ``--checkpoint-dir`` and ``--resume`` are refused rather than ignored.
-    One :class:`InputError` line naming what is needed."""
-    from .network import is_lenet5
-    cluster = "--workers/--scheduler (data-parallel Algorithm 1)"
+    """Refuse, before any work, a run :func:`train` cannot give to the data-parallel trainer
+    (``client``; :func:`cvx_fenchel.train_parallel.refusal`): one :class:`InputError` line."""
+    from .train_parallel import CLUSTER, refusal
     if model != "fenchel":
-        raise InputError(f"{cluster} need --model fenchel --algorithm full; got --model {model}")
+        raise InputError(f"{CLUSTER} need --model fenchel --algorithm full; got --model {model}")
     opts = _check_options(model, options or {})
-    algorithm = fenchel_config(opts).algorithm
-    if algorithm != "full":
-        raise InputError(f"{cluster} need --algorithm full (full-batch BCD); got --algorithm {algorithm}")
-    given = [f for f, on in (("--checkpoint-every", "checkpoint_every" in opts),
-                             ("--checkpoint-dir", "checkpoint_dir" in opts), ("--resume", resume)) if on]
-    if given:
-        raise InputError(f"{cluster} write no checkpoints (the lifted variables stay on the workers); "
-                         f"drop {', '.join(given)}")
-    if opts.get("backend") == "cupy":
-        raise InputError(f"{cluster} run NumPy on the workers; drop --backend cupy (or use numpy/auto)")
-    if is_lenet5(opts.get("arch")):
-        raise InputError(f"{cluster} support dense architectures only (a-b-..-k); got --arch {opts['arch']}")
-
-
-def _fit_data_parallel(est: Any, client: Any, Xtr: Any, ytr: Any, Xte: Any, yte: Any, *,
-                       in_channels: int, verbose: bool, log: Callable[[str], None]) -> None:
-    """``est.fit(Xtr, ytr, X_test=Xte, y_test=yte)`` of a Fenchel estimator with the sweeps of
-    Algorithm 1 on the workers of ``client`` (one shard of the samples per worker): the config,
-    network and inputs are built by the estimator as in its own ``fit`` (the architecture is
-    always explicit here, so the outputs are the classes ``0..k-1``), then
-    :func:`~cvx_fenchel.dataparallel.fit_full_batch_parallel` trains, and the estimator gets the
-    fitted trainer (``score``, ``history_``, ``weights_`` work as after ``fit``). The history's
-    meta records ``data_parallel``: shards, workers and the scheduler's address."""
-    import numpy as np
-
-    from .dataparallel import fit_full_batch_parallel
-    from .datasets import one_hot
-    info = client.scheduler_info()
-    workers = len(info.get("workers", {}))
-    if workers < 1:
-        raise InputError("the Dask cluster has no workers connected; start workers or use --workers N")
-    address = info.get("address") or getattr(client.scheduler, "address", None)
-    config = est.make_config(in_channels, n_samples=len(Xtr))
-    net = config.network()
-    est._fixed_outputs = True
-    est.n_classes_ = net.n_outputs
-    est.classes_ = np.arange(net.n_outputs)
-    X = est._prepare_X(Xtr, net)
-    y = est._encode(np.asarray(ytr))
-    X_test, y_test = est._test_set(Xte, yte, net)
-    log(f"data-parallel Algorithm 1: {workers} shard(s) of the {len(X)} samples on the {workers} "
-        f"worker(s) of the Dask scheduler {address}")
-    sys.stdout.flush()
-    tr = fit_full_batch_parallel(net, X, one_hot(y, net.n_outputs, dtype=net.dtype), client, workers,
-                                 config, y=y, epochs=config.epochs, X_test=X_test, y_test=y_test,
-                                 verbose=verbose)
-    tr.close()  # the shards' rows are released; the weights stay here
-    tr.history.meta.update({"config": tr.config.to_dict(), "backend": tr.xp.__name__,
-                            "data_parallel": {**tr.history.meta.get("data_parallel", {}),
-                                              "n_shards": workers, "workers": workers,
-                                              "scheduler": address}})
-    est.config_, est.network_, est.trainer_ = tr.config, net, tr
-    est.n_features_in_ = int(net.input_shape[0]) if len(net.input_shape) == 1 else \
-        int(np.prod(net.input_shape))
-    est.resumed_from_ = None
-    est.history_ = tr.history
+    why = refusal(model, opts, fenchel_config(opts).algorithm, resume)
+    if why is not None:
+        raise InputError(why)
 
 
 def train(model: str = "fenchel", options: dict | None = None, *, dataset: str = "mnist",
@@ -502,8 +444,9 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         if client is None:
             est.fit(Xtr, ytr, X_test=Xte, y_test=yte)
         else:
-            _fit_data_parallel(est, client, Xtr, ytr, Xte, yte, in_channels=3 if dataset == "cifar10" else 1,
-                               verbose=not quiet, log=log)
+            from .train_parallel import fit_data_parallel
+            fit_data_parallel(est, client, Xtr, ytr, Xte, yte, in_channels=3 if dataset == "cifar10" else 1,
+                              verbose=not quiet, log=log)
     seconds = time.perf_counter() - t0 + seconds_before
     hist: History = est.history_
     stop_reason = (stop_rule.reason(hist.epochs) if stop_rule is not None else None) or "max epochs"
