@@ -63,16 +63,8 @@ def serial(specs):
 
 
 @pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("dask.distributed")
-    import dask
-
-    from cvx_fenchel.distributed import cluster_client
-    # One task in flight per worker (instead of Dask's 1.1 x threads = 2), so that a killed worker
-    # loses exactly the task it was running and the retry counts below are exact.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        with cluster_client(workers=2, dashboard_address=":0") as c:
-            yield c
+def client(dask_client):
+    return dask_client
 
 
 def test_plan_batches_strided_cover_every_case_once():

@@ -10,16 +10,15 @@ times slower with threads competing on a loaded machine)."""
 import inspect
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
+from conftest import sigkill_when
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -117,18 +116,7 @@ def test_a_run_killed_by_sigkill_mid_epoch_resumes_bit_for_bit(tmp_path, capsys,
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        t0 = time.monotonic()
-        while not ready.exists():
-            assert child.poll() is None, child.communicate()[0].decode()
-            assert time.monotonic() - t0 < 120, "the child never reached batch 5"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    sigkill_when(child, ready, timeout=120, what="batch 5")
     assert not (out / "history.json").exists()
     assert (read_state(out / "checkpoints")["epoch"], read_state(out / "checkpoints")["batch"]) == (0, 4)
     assert cli.main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
@@ -368,18 +356,7 @@ def test_reproduce_killed_by_sigkill_then_resumed_gives_the_uninterrupted_table(
     """))
     child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
-    try:
-        t0 = time.monotonic()
-        while not ready.exists():
-            assert child.poll() is None, child.communicate()[0].decode()
-            assert time.monotonic() - t0 < 300, "the child never reached the Fenchel run's last batch"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    sigkill_when(child, ready, timeout=300, what="the Fenchel run's last batch")
     fig = out / "fig2-subset"
     assert (fig / "sgd" / "history.json").exists() and not (fig / "fenchel" / "history.json").exists()
     assert not (fig / "results.json").exists()

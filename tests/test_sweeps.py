@@ -166,15 +166,8 @@ def test_bad_tasks_rejected_before_any_run(tmp_path, tasks, match):
 # ------------------------------------------------------------------------------ on a LocalCluster
 
 @pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("dask.distributed")
-    import dask
-
-    from cvx_fenchel.distributed import cluster_client
-    # One task in flight per worker, so that a killed worker holds only the task it was running.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        with cluster_client(workers=2, dashboard_address=":0") as c:
-            yield c
+def client(dask_client):
+    return dask_client
 
 
 def test_results_in_input_order_equal_serial_loop(client, tmp_path):
@@ -185,11 +178,15 @@ def test_results_in_input_order_equal_serial_loop(client, tmp_path):
     stats: dict = {}
     got = run_tasks(_tasks(tmp_path / "sweep", specs), client, log=lambda s: None, stats=stats,
                     progress=lambda d, n, k, info: order.append(k))
-    assert sorted(order) == sorted(k for k, _, _ in specs) and order[-1] == "slow"
-    assert got == _serial_loop(tmp_path / "loop", specs)
+    assert sorted(order) == sorted(k for k, _, _ in specs)
+    assert got == _serial_loop(tmp_path / "loop", specs)  # input order, whatever finished first
     assert stats["tasks"] == 4 and stats["retried"] == {} and stats["failed"] == {}
-    assert len({info["worker"] for info in [read_marker(tmp_path / "sweep" / k)["attempts"][0]
-                                            for k, _, _ in specs]}) == 2  # both workers ran tasks
+    # (which worker ran what, and the completion order, depend on the machine's load: a loaded
+    # CI machine may finish the slow task early or hand every task to one worker, so neither is
+    # asserted; the tasks ran on the cluster's workers)
+    pids = set(client.run(os.getpid).values())  # a marker names its worker as host:pid
+    ran = {read_marker(tmp_path / "sweep" / k)["attempts"][0]["worker"] for k, _, _ in specs}
+    assert {int(w.rsplit(":", 1)[1]) for w in ran} <= pids
 
 
 def test_killed_worker_and_raising_task_resume_from_their_folders(client, tmp_path):

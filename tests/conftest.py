@@ -1,0 +1,43 @@
+"""Shared test helpers: a module-scoped LocalCluster fixture and the kill of a child process at a
+known point (for the resume-after-SIGKILL tests)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A LocalCluster of 2 single-threaded worker processes with one task in flight per worker
+    (instead of Dask's 1.1 x threads), so that a killed worker holds only the task it was running
+    and retry counts are exact. Skips without Dask."""
+    pytest.importorskip("dask.distributed")
+    import dask
+
+    from cvx_fenchel.distributed import cluster_client
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        with cluster_client(workers=2, dashboard_address=":0") as c:
+            yield c
+
+
+def sigkill_when(child: subprocess.Popen, ready: Path, *, timeout: float, what: str) -> None:
+    """SIGKILL ``child`` as soon as the file ``ready`` exists (the child writes it at the point to
+    be interrupted); fail if the child exits first or ``ready`` does not appear within ``timeout``
+    seconds (``what`` names the point in the message)."""
+    try:
+        t0 = time.monotonic()
+        while not ready.exists():
+            assert child.poll() is None, child.communicate()[0].decode()
+            assert time.monotonic() - t0 < timeout, f"the child never reached {what}"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
