@@ -386,6 +386,9 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: str) -> dict:
                              "command": vdoc.get("command")})
     info = {k: (doc or {}).get(k) for k in ("command", "lambda", "lambda_note", "machine", "commit",
                                               "data_dir")}
+    chosen = _json(main / "lambda.json") if main else None  # the search's choice, written before
+    if isinstance(chosen, dict) and "lam" in chosen:     # results.json's next rewrite
+        info["lambda"] = {"lam": chosen["lam"], "source": "lambda.json (validation search)"}
     rows = (doc or {}).get("rows", (doc or {}).get("runs"))
     info["seconds"] = sum(r.get("seconds") or 0.0 for r in rows if isinstance(r, dict)) \
         if isinstance(rows, list) else None
