@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ctrl_c_after_fenchel_batch
 from threadpoolctl import threadpool_limits
 
 from cvx_fenchel import cli, experiments
@@ -51,22 +52,14 @@ def test_a_run_resumed_from_its_restored_archive_ends_as_the_uninterrupted_run(t
     with ``--resume``. The final weights equal the uninterrupted run's bit for bit, and so do the
     epoch records (times aside); of the batch records, the 2 of the archived epoch 1 are missing
     (the meta says so, with their seconds) and the kept one of epoch 2 lacks its ``steps``."""
-    from cvx_fenchel.history import History
     monkeypatch.setattr(experiments, "load_data", small)
     argv = ["reproduce", "fig2", "--epochs", "2", "--models", "fenchel", "--checkpoint-every", "1",
             "--backend", "numpy", "--quiet"]
     with threadpool_limits(1):
         assert cli.main([*argv, "--out", str(tmp_path / "straight")]) == 0
-        log_batch = History.log_batch
-
-        def interrupt(self, **rec):  # after the checkpoint of batch 1 of epoch 2
-            log_batch(self, **rec)
-            if "relaxed_objective" in rec and (rec["epoch"], rec["batch"]) == (2, 2):
-                raise KeyboardInterrupt
-
-        monkeypatch.setattr(History, "log_batch", interrupt)
+        undo = ctrl_c_after_fenchel_batch(monkeypatch, 2, 2)  # after the checkpoint of batch 1 of epoch 2
         assert cli.main([*argv, "--out", str(tmp_path / "killed")]) == 130
-        monkeypatch.setattr(History, "log_batch", log_batch)
+        undo()
         killed = tmp_path / "killed" / "fig2-subset" / "fenchel"
         assert not (killed / "history.json").exists()
         full = read_state(killed / "checkpoints")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from conftest import sigkill_when
+from conftest import ctrl_c_after_fenchel_batch, sigkill_when
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -279,21 +279,13 @@ def test_a_folder_holding_a_checkpoint_is_refused_without_resume_or_overwrite(tm
 def test_reproduce_resume_skips_finished_models_and_resumes_the_fenchel_run(tmp_path, capsys,
                                                                             monkeypatch):
     pytest.importorskip("torch")
-    from cvx_fenchel.history import History
     argv = ["reproduce", "fig2", "--epochs", "2", "--models", "sgd", "fenchel", "--quiet",
             "--backend", "numpy"]
     assert cli.main([*argv[:-5], "fenchel", "--quiet", "--backend", "numpy", "--out",
                      str(tmp_path / "straight")]) == 0
-    log_batch = History.log_batch
-
-    def interrupt(self, **rec):  # the Fenchel run: after its epoch-1 checkpoint
-        log_batch(self, **rec)
-        if "relaxed_objective" in rec and (rec["epoch"], rec["batch"]) == (2, 1):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(History, "log_batch", interrupt)
+    undo = ctrl_c_after_fenchel_batch(monkeypatch, 2, 1)  # the Fenchel run: after its epoch-1 checkpoint
     assert cli.main([*argv, "--out", str(tmp_path / "killed")]) == 130
-    monkeypatch.setattr(History, "log_batch", log_batch)
+    undo()
     fig = tmp_path / "killed" / "fig2-subset"
     sgd = (fig / "sgd" / "history.json").read_bytes()
     assert not (fig / "fenchel" / "history.json").exists() and not (fig / "results.json").exists()
