@@ -57,3 +57,16 @@ def ctrl_c_after_fenchel_batch(monkeypatch, epoch: int, batch: int):
 
     monkeypatch.setattr(History, "log_batch", interrupt)
     return lambda: monkeypatch.setattr(History, "log_batch", log_batch)
+
+
+#: fields of history and results records that hold wall times (they differ between equal runs)
+TIMES = {"time", "time_x", "time_w", "seconds"}
+
+
+def untimed(x):
+    """``x`` (nested dicts and lists) without its :data:`TIMES` fields."""
+    if isinstance(x, dict):
+        return {k: untimed(v) for k, v in x.items() if k not in TIMES}
+    if isinstance(x, list):
+        return [untimed(v) for v in x]
+    return x

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ctrl_c_after_fenchel_batch
+from conftest import ctrl_c_after_fenchel_batch, untimed
 from threadpoolctl import threadpool_limits
 
 from cvx_fenchel import cli, experiments
@@ -20,7 +20,6 @@ from cvx_fenchel.report.archive import (ARCHIVE_FILE, MAX_FILE_BYTES, ArchiveErr
                                         slim_history, slim_state)
 
 #: fields of a record that are wall-clock times (differ between any two runs)
-TIMES = {"time", "time_x", "time_w", "seconds"}
 
 
 def small(dataset, data_dir, arch):
@@ -29,14 +28,6 @@ def small(dataset, data_dir, arch):
     from cvx_fenchel.datasets import load_mnist
     X, y, Xt, yt = load_mnist(normalize=True)
     return X[:1000].reshape(1000, -1), y[:1000], Xt[:100].reshape(100, -1), yt[:100]
-
-
-def _untimed(x):
-    if isinstance(x, dict):
-        return {k: _untimed(v) for k, v in x.items() if k not in TIMES}
-    if isinstance(x, list):
-        return [_untimed(v) for v in x]
-    return x
 
 
 def _npz(path: Path) -> dict:
@@ -91,11 +82,11 @@ def test_a_run_resumed_from_its_restored_archive_ends_as_the_uninterrupted_run(t
     a, b = (_npz(d / "checkpoints" / "weights-2-0.npz") for d in (res, ref))
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     ha, hb = (json.loads((d / "history.json").read_text()) for d in (res, ref))
-    assert _untimed(ha["epochs"]) == _untimed(hb["epochs"])
+    assert untimed(ha["epochs"]) == untimed(hb["epochs"])
     assert ha["meta"]["batch_records_dropped"] == 2
     assert ha["meta"]["batch_fields_dropped"] == ["steps", "w_methods"]
-    assert _untimed(ha["batches"][1:]) == _untimed(hb["batches"][3:])
-    assert _untimed(ha["batches"][0]) == _untimed({k: v for k, v in hb["batches"][2].items()
+    assert untimed(ha["batches"][1:]) == untimed(hb["batches"][3:])
+    assert untimed(ha["batches"][0]) == untimed({k: v for k, v in hb["batches"][2].items()
                                                    if k not in ("steps", "w_methods")})
     # the training time counts the dropped batches too
     assert ha["meta"]["train_seconds"] >= ha["meta"]["batch_seconds_dropped"] > 0

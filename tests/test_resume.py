@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from conftest import ctrl_c_after_fenchel_batch, sigkill_when
+from conftest import ctrl_c_after_fenchel_batch, sigkill_when, untimed
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -45,7 +45,6 @@ def small(dataset, data_dir, arch):
 
 
 #: fields of a history record that are wall-clock times (differ between any two runs)
-TIMES = {"time", "time_x", "time_w", "seconds"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,14 +54,6 @@ def small_data(monkeypatch):
         yield
 
 
-def _untimed(x):
-    if isinstance(x, dict):
-        return {k: _untimed(v) for k, v in x.items() if k not in TIMES}
-    if isinstance(x, list):
-        return [_untimed(v) for v in x]
-    return x
-
-
 def _result(out: Path) -> tuple[dict, dict]:
     """(history without meta and times, final weights) of the finished run in ``out``."""
     hist = json.loads((out / "history.json").read_text())
@@ -70,7 +61,7 @@ def _result(out: Path) -> tuple[dict, dict]:
     assert (doc["epoch"], doc["batch"]) == (2, 0)
     with np.load(out / "checkpoints" / doc["npz"]) as npz:
         weights = {k: npz[k] for k in npz.files}
-    return _untimed({k: hist[k] for k in ("batches", "epochs")}), weights
+    return untimed({k: hist[k] for k in ("batches", "epochs")}), weights
 
 
 def _same(a: tuple[dict, dict], b: tuple[dict, dict]) -> None:
@@ -299,8 +290,8 @@ def test_reproduce_resume_skips_finished_models_and_resumes_the_fenchel_run(tmp_
     assert [r["model"] for r in res["runs"]] == ["sgd", "fenchel"]
     ref = tmp_path / "straight" / "fig2-subset"
     a, b = (json.loads((f / "fenchel" / "history.json").read_text()) for f in (fig, ref))
-    assert _untimed({k: a[k] for k in ("batches", "epochs")}) == \
-        _untimed({k: b[k] for k in ("batches", "epochs")})
+    assert untimed({k: a[k] for k in ("batches", "epochs")}) == \
+        untimed({k: b[k] for k in ("batches", "epochs")})
     with np.load(fig / "fenchel/checkpoints/weights-2-0.npz") as x, \
             np.load(ref / "fenchel/checkpoints/weights-2-0.npz") as y:
         assert all(np.array_equal(x[k], y[k]) for k in x.files)

@@ -57,7 +57,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..history import History, atomic_write_bytes
-from .archive import ARCHIVE_FILE
+from .archive import ARCHIVE_FILE, read_json as _json
 from .paper import (FIGURE_NUMBERS, PAPER, PAPER_SOURCE, TABLE1_ARCHS, TABLE1_LRS, TABLE1_SEEDS,
                     TARGETS, PaperNumber)
 from .render import markdown, plot
@@ -68,14 +68,6 @@ __all__ = ["PAPER", "PAPER_SOURCE", "TABLE1_ARCHS", "TARGETS", "PaperNumber", "b
 
 # --------------------------------------------------------------------------------------------
 # reading the runs
-
-def _json(path: Path) -> dict | None:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
 
 def _first(*values):
     return next((v for v in values if v is not None), None)

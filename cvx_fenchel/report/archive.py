@@ -98,7 +98,8 @@ def slim_state(doc: dict) -> dict:
                                            keep_after_epoch=int(doc["epoch"]))}
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -126,11 +127,11 @@ def archivable_folders(root: str | Path) -> list[Path]:
 def _model_files(mdir: Path, rel: str) -> tuple[dict, dict]:
     """``({relative path: bytes}, manifest entry)`` of model folder ``mdir``."""
     files: dict[str, bytes] = {}
-    hist = _read_json(mdir / "history.json")
+    hist = read_json(mdir / "history.json")
     if hist is not None:
         files[f"{rel}/history.json"] = _dump(slim_history(hist))
     ck = mdir / "checkpoints"
-    state = _read_json(ck / "state.json")
+    state = read_json(ck / "state.json")
     done = _epochs_done(hist)
     progress = [done, 0]
     ahead = False
@@ -172,7 +173,7 @@ def _folder_files(folder: Path) -> tuple[dict, dict]:
                 "updated": _newest(folder / f for f in (TABLE1_FILES if table1 else FIGURE_FILES)),
                 "models": models}
     if table1:
-        res = _read_json(folder / "results.json") or {}
+        res = read_json(folder / "results.json") or {}
         rows = res.get("rows", res.get("runs"))
         manifest["rows"] = len(rows) if isinstance(rows, list) else 0
     files[f"{name}/{ARCHIVE_FILE}"] = _dump(manifest)
@@ -186,7 +187,7 @@ def _where(progress) -> str:
 
 def _check_regression(name: str, new: dict, dest: Path) -> None:
     """Refuse to replace what ``dest/name`` holds by less of it (see the module docstring)."""
-    old = _read_json(dest / name / ARCHIVE_FILE)
+    old = read_json(dest / name / ARCHIVE_FILE)
     if old is None:
         return
     how = (f"restore the archive into the runs first (cp -r {dest}/. runs/reproduce/), or, if the "
