@@ -108,6 +108,13 @@ class Activation:
         xp, _ = _xp(v, u)
         return self.F(v) + self.Fstar(u) - _as(xp, u) * _as(xp, v)
 
+    def fstar_diff_blocks(self, u1, u0, k: int):
+        """Per-block sums (:func:`~cvx_fenchel.backend.block_dot` layout, ``k`` blocks) of
+        :math:`F^*(u_1) - F^*(u_0)` from entrywise differences, or None where the activation has no
+        form cheaper than two divergences (then :func:`~cvx_fenchel.solvers.pcg_metric`'s line search
+        evaluates :math:`B` at both points)."""
+        return None
+
     def grad_v(self, v, u):
         """:math:`\\partial B / \\partial v = F'(v) - u` (interior of the domain)."""
         return self.inverse(v) - u

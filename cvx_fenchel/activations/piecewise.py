@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import check_scalar
+from ..backend import block_dot, check_scalar
 from .base import Activation, _as, _xp
 
 __all__ = ["ReLU", "LeakyReLU", "HardTanh", "Identity"]
@@ -55,6 +55,12 @@ class ReLU(Activation):
     def prox_F(self, x, t):
         xp, _ = _xp(x, t)
         return xp.maximum(_as(xp, x), 0) / (1 + t)
+
+    def fstar_diff_blocks(self, u1, u0, k: int):
+        r""":math:`\tfrac12(u_{1+}^2 - u_{0+}^2) = \tfrac12(u_{1+} - u_{0+})(u_{1+} + u_{0+})` summed per block."""
+        xp, _ = _xp(u1, u0)
+        p1, p0 = xp.maximum(u1, 0), xp.maximum(u0, 0)
+        return 0.5 * block_dot(p1 - p0, p1 + p0, k)
 
     def cvxpy_F(self, v):
         import cvxpy as cp

@@ -36,11 +36,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backend import check_scalar, get_namespace
+from ..backend import block_dot, check_scalar, get_namespace
 from ..errors import ConvergenceWarning, InputError, UnknownNameError
 from ..maps import Chain, Dense
 from ..losses import Loss
-from ..solvers import FastResult, _blocks, cholesky, cholesky_solve, fista, fista_metric, pcg_metric, read
+from ..solvers import FastResult, cholesky, cholesky_solve, fista, fista_metric, pcg_metric, read
 from .common import result
 
 __all__ = ["Strategy", "ClosedForm", "SampleSpace", "Gram", "Fista", "GradientStep", "SampleSpaceState",
@@ -147,8 +147,8 @@ class GramState:
     r"""Lower Cholesky factor of :math:`P = L_\text{data}[F\,1]^\top[F\,1] + (2(\rho+\gamma) + \epsilon)I`
     (``epsilon`` = 1e-12 max diag, keeps ``P`` definite when :math:`\rho = \gamma = 0`) and, when
     the ridge makes ``P`` well conditioned, ``inv`` :math:`= P^{-1}` (computed in float64 by LU,
-    symmetrised, stored in the working dtype): each step is then one GEMM instead of
-    two triangular solves (those run 3-15x slower for LeNet-5's shapes on 2 cores)."""
+    symmetrised, stored in the working dtype): each step is then one
+    GEMM instead of two triangular solves (those run 3-15x slower for LeNet-5's shapes on 2 cores)."""
 
     chol: Any
     weight_shape: tuple
@@ -234,7 +234,7 @@ class Gram(Strategy):
                 return ridge.add_grad(dW, db, *x)
 
             def dPd(d, Wd):  # d^T P d per block: L_data ||[F 1] d||^2 + jitter ||d||^2
-                return L_data * _blocks(Wd * Wd, k) + S.jitter * sum(_blocks(a * a, k) for a in d)
+                return L_data * block_dot(Wd, Wd, k) + S.jitter * sum(block_dot(a, a, k) for a in d)
 
             def value_at(x, U):
                 return data.value(U, array=True) + ridge.value(*x, array=True)
@@ -251,7 +251,9 @@ class Gram(Strategy):
 class SampleSpaceState:
     r"""The change of coordinates :math:`\theta = \bar\theta + \Psi C`, :math:`\Psi = \Phi^\top Q\Lambda^{-1/2}`
     (see :class:`SampleSpace`): float64 ``Phi``, ``Q64``, ``sq64`` (:math:`\Lambda^{1/2}`) and
-    ``theta_bar`` for both ends; in the working dtype ``Q``, ``sq``, the diagonal ``metric``
+    ``theta_bar`` for both ends; in the working dtype ``Qs`` :math:`= Q\Lambda^{1/2}` (so that
+    ``U = U_bar + Qs C`` and the data part of the gradient is ``Qs^T G``: one GEMM each, no
+    elementwise scaling per iteration), the diagonal ``metric``
     :math:`L_\text{data}\Lambda + 2c`, ``U_bar`` :math:`= \Phi\bar\theta`, ``psi_bar``
     :math:`= \Psi^\top\bar\theta`; ``bar_sq`` :math:`= \|\bar\theta\|^2`; ``c`` :math:`= \rho+\gamma`;
     ``k`` output units; ``lipschitz`` :math:`= L_\text{data}\max\Lambda + 2c`."""
@@ -260,8 +262,7 @@ class SampleSpaceState:
     Q64: Any
     sq64: Any
     theta_bar: Any
-    Q: Any
-    sq: Any
+    Qs: Any
     metric: Any
     U_bar: Any
     psi_bar: Any
@@ -324,11 +325,12 @@ class SampleSpace(Strategy):
         keep = lam > 1e-13 * max(lam_max, 1.0)  # (a boolean mask: indexing by it stays on the device)
         lam, Q = lam[keep], Q[:, keep]
         sq = xp.sqrt(lam)
+        U_bar = Phi @ theta_bar
         # float64 for the change of coordinates at both ends, the working dtype inside
         return SampleSpaceState(
-            Phi=Phi, Q64=Q, sq64=sq, theta_bar=theta_bar, Q=Q.astype(dt, copy=False), sq=sq.astype(dt, copy=False),
-            metric=(L_data * lam + 2 * c).astype(dt)[:, None], U_bar=(Phi @ theta_bar).astype(dt, copy=False),
-            psi_bar=((Q.T @ (Phi @ theta_bar)) / sq[:, None]).astype(dt, copy=False),
+            Phi=Phi, Q64=Q, sq64=sq, theta_bar=theta_bar, Qs=(Q * sq).astype(dt, copy=False),
+            metric=(L_data * lam + 2 * c).astype(dt)[:, None], U_bar=U_bar.astype(dt, copy=False),
+            psi_bar=((Q.T @ U_bar) / sq[:, None]).astype(dt, copy=False),
             bar_sq=bar_sq, c=c, k=k, lipschitz=max(L_data * lam_max + 2 * c, 1e-12))
 
     def solve(self, problem, x0, *, tol, max_iter, warn=True) -> FastResult:
@@ -341,13 +343,13 @@ class SampleSpace(Strategy):
         else:
             theta0 = xp.concatenate([x0[0].reshape(-1, k), x0[1].reshape(1, k)], axis=0).astype(xp.float64)
             C0 = ((S.Q64.T @ (S.Phi @ (theta0 - S.theta_bar))) / S.sq64[:, None]).astype(problem.dtype)
-        Q, sq, metric, U_bar, c2, psi_bar = S.Q, S.sq[:, None], S.metric, S.U_bar, 2 * S.c, S.psi_bar
+        Qs, metric, U_bar, c2, psi_bar = S.Qs, S.metric, S.U_bar, 2 * S.c, S.psi_bar
         data = problem.data
 
         def grad(t):
             C = t[0]
-            R = data.grad(U_bar + Q @ (sq * C))
-            return (sq * (Q.T @ R) + c2 * C,)
+            R = data.grad(U_bar + Qs @ C)
+            return (Qs.T @ R + c2 * C,)
 
         def norm_sq_x(t):  # ||theta_bar + Psi C||^2, a 0-d array (no host read)
             C = t[0]
@@ -357,10 +359,10 @@ class SampleSpace(Strategy):
             kb = _blocks_of(problem)
 
             def grad_at(t, G):
-                return (sq * (Q.T @ G) + c2 * t[0],)
+                return (Qs.T @ G + c2 * t[0],)
 
             def image(d):
-                return Q @ (sq * d[0])
+                return Qs @ d[0]
 
             r_bar = problem.ridge.value(*problem.ridge.center(), array=True) \
                 if problem.ridge.center()[0] is not None else 0.0  # R at the centre: R = r_bar + c ||C||^2
@@ -369,7 +371,7 @@ class SampleSpace(Strategy):
                 return data.value(U, array=True) + S.c * xp.sum(t[0] * t[0]) + r_bar
 
             (C,), n, _ = pcg_metric(grad_at, image, lambda g: (g[0] / metric,),
-                                    lambda d, Wd: _blocks(metric * d[0] * d[0], kb), data, (C0,),
+                                    lambda d, Wd: block_dot(metric * d[0], d[0], kb), data, (C0,),
                                     U_bar + image((C0,)), k=kb, curvature=c2, tol=tol, max_iter=max_iter,
                                     lipschitz=problem.lipschitz, norm_sq_x=norm_sq_x, value_at=value_at)
         else:

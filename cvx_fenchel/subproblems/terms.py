@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ..activations import Activation
-from ..backend import get_namespace, to_numpy
+from ..backend import block_dot, get_namespace, to_numpy
 from ..losses import Loss
 
 __all__ = ["DivergenceTerm", "LossTerm", "QuadTerm", "PrevDivergence", "PrevQuadNonneg"]
@@ -63,6 +63,21 @@ class DivergenceTerm:
         """Entrywise :math:`w\\phi'(U) D^2`: summed over a block of entries, the second derivative of
         the term along ``D`` on that block."""
         return self.weight * self.act.derivative(U) * D * D
+
+    def curv_blocks(self, U, D, k: int):
+        """:meth:`curv_dir` summed over each of ``k`` blocks (:func:`~cvx_fenchel.backend.block_dot`)."""
+        return self.weight * block_dot(self.act.derivative(U) * D, D, k)
+
+    def value_diff_blocks(self, U1, U0, k: int):
+        r"""Per-block sums of the term at ``U1`` minus at ``U0``, from
+        :math:`B(V, U) = F(V) + F^*(U) - UV`: :math:`w(F^*(U_1) - F^*(U_0) - V(U_1 - U_0))` with
+        entrywise differences (no cancellation between two large sums; ``V`` in the domain of
+        ``F``, as every iterate is); None where the activation has no such form
+        (:meth:`Activation.fstar_diff_blocks`)."""
+        f = self.act.fstar_diff_blocks(U1, U0, k)
+        if f is None:
+            return None
+        return self.weight * (f - block_dot(self.V, U1 - U0, k))
 
     def cvxpy(self, U):
         return self.weight * self.act.cvxpy_divergence(_host(self.V, U.shape), U)
