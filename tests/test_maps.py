@@ -152,6 +152,29 @@ def test_conv_against_naive_loops(shape, kernel, c_out, padding):
     assert close(conv.apply(X, W, b), ref)
 
 
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       ci=st.integers(1, 3), co=st.integers(1, 4), padding=st.sampled_from(["valid", "same"]),
+       seed=st.integers(0, 2**16))
+def test_x_step_operator_forward_by_banded_matrix_against_naive_loops(h, w, kh, kw, ci, co, padding, seed):
+    """The X-step operator's forward map by the banded kernel matrix (``_conv_valid_toeplitz``,
+    issue 12) is the convolution: against the naive loops and the im2col path, and its adjoint
+    satisfies <A z, g> = <z, A^T g>."""
+    from cvx_fenchel.maps.conv import _use_toeplitz
+    if padding == "valid" and (kh > h or kw > w):
+        return
+    rng = np.random.default_rng(seed)
+    conv = Conv2D((h, w, ci), co, (kh, kw), padding=padding)
+    W, b = rng.standard_normal(conv.weight_shape), rng.standard_normal(co)
+    op = conv.fixed_weights(W, b)
+    Z = rng.standard_normal((2, h, w, ci))
+    U = op.apply(Z)
+    assert close(U, naive_conv(Z, W, padding) + b) and close(U, conv.apply(Z, W, b))
+    assert (op._T is not None) == _use_toeplitz(kw, op._hw[1])
+    G = rng.standard_normal(U.shape)
+    assert abs(np.vdot(op.forward(Z), G) - np.vdot(Z, op.adjoint(G))) <= 1e-10 * max(1.0, np.abs(G).sum())
+
+
 @pytest.mark.parametrize("mode", ["valid", "same"])
 def test_conv_single_channel_against_scipy_correlate(mode):
     from scipy.signal import correlate

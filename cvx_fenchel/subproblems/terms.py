@@ -149,6 +149,7 @@ class PrevDivergence:
 
     def __init__(self, act: Activation, U_prev, weight: float):
         self.act, self.U, self.weight = act, U_prev, weight
+        self._shift = (None, None)  # (s, s w U^-): FISTA calls prox with one step size throughout
 
     def value(self, Z, *, array: bool = False):
         """The term at ``Z`` (``inf`` outside the domain); a 0-d array with ``array=True``."""
@@ -162,7 +163,9 @@ class PrevDivergence:
     def prox(self, V, s):
         if self.weight == 0:
             return self.act.project(V)
-        return self.act.prox_F(V + (s * self.weight) * self.U, s * self.weight)
+        if self._shift[0] != s:  # s w U^- once per step size, not once per iteration
+            self._shift = (s, (s * self.weight) * self.U)
+        return self.act.prox_F(V + self._shift[1], s * self.weight)
 
     def project(self, Z):
         """The nearest point of the domain (a warm start made feasible)."""
