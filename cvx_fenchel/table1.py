@@ -30,7 +30,8 @@ what is done here and why:
   the batch sum (the mean at a 100x larger rate; the TF code of the sister paper sums its
   cross-entropy, ``reference/original_settings.md``) 0.893. Two variants overshoot: the sum at
   lr 1e-4 gives 0.941, the sum on raw 0..255 pixels at lr 1e-5 gives 0.941 (``table1`` keeps the
-  report's rates and [0, 1] pixels). ``rho = 1e-3`` "held constant throughout all training
+  report's rates and [0, 1] pixels; ``--pixels raw --out OUT/table1-raw-pixels`` runs the grid on
+  0..255 pixels as a gap study, read by ``cvx-fenchel report`` as a variant). ``rho = 1e-3`` "held constant throughout all training
   procedures", so the networks minimise ``sum_batch CE + rho sum_l ||W_l||_F^2`` (weights only;
   ``weight_decay = 2 rho`` in :class:`~cvx_fenchel.baselines.TorchNetClassifier`). float32.
 * Initialisations (caption): Normal ``N(0, sigma^2 = 0.1)``; Xavier (Glorot uniform, TF's
@@ -141,15 +142,19 @@ class Settings:
     lam: float = DEFAULT_LAM
     data: str = "subset"        # "full" (official files) or "subset" (embedded)
     n_train: int | None = None  # first n_train training rows only (smoke tests); None = all
+    pixels: str = "unit"        # "unit" (X / 255, the default) or "raw" (0..255: a gap study)
+
+    def _pixels(self) -> dict:  # recorded only when not the default (older rows stay comparable)
+        return {} if self.pixels == "unit" else {"pixels": self.pixels}
 
     def nn_config(self) -> dict:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "reduction": self.reduction,
                 "rho": self.rho, "dtype": self.nn_dtype, "optimizer": "sgd", "data": self.data,
-                "n_train": self.n_train}
+                "n_train": self.n_train, **self._pixels()}
 
     def lnn_config(self) -> dict:
         return {"sweeps": self.sweeps, "lam": self.lam, "rho": self.rho, "data": self.data,
-                "n_train": self.n_train}
+                "n_train": self.n_train, **self._pixels()}
 
     def config(self, init: str) -> dict:
         """The row ``config`` of a cell of column ``init`` (NN[Lifted] depends on both)."""
@@ -204,8 +209,17 @@ def cells(seeds: Any = None, archs: Any = None, inits: Any = None, lrs: Any = No
 # ------------------------------------------------------------------------------- training
 
 
-def _data(data_dir: str | None, n_train: int | None) -> tuple:
-    Xtr, ytr, Xte, yte = load_mnist(data_dir, normalize=True, flatten=True)
+#: ``--pixels``: the inputs as the report's networks may have seen them.
+PIXELS = ("unit", "raw")
+
+
+def _data(data_dir: str | None, n_train: int | None, pixels: str = "unit") -> tuple:
+    """Training and test rows; pixels in [0, 1] (``"unit"``) or the file's 0..255 (``"raw"``)."""
+    if pixels not in PIXELS:
+        raise InputError(f"pixels must be one of {PIXELS}, got {pixels!r}")
+    Xtr, ytr, Xte, yte = load_mnist(data_dir, normalize=pixels == "unit", flatten=True)
+    if pixels == "raw":
+        Xtr, Xte = (np.asarray(X, dtype=np.float64) for X in (Xtr, Xte))
     if n_train is not None:
         Xtr, ytr = Xtr[:n_train], ytr[:n_train]
     return Xtr, ytr, Xte, yte
@@ -436,7 +450,7 @@ def _done(rows: list[dict], c: tuple, st: Settings, out: Path) -> bool:
 def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, archs: Any = None,
         inits: Any = None, lrs: Any = None, resume: bool = False, choose: bool = False,
         lam: float | None = None, dry_run: bool = False, epochs: int = 17, sweeps: int = 20,
-        n_train: int | None = None, client=None) -> dict:
+        n_train: int | None = None, pixels: str = "unit", client=None) -> dict:
     """Run (or with ``dry_run`` list and time) the selected cells; see the module docstring.
 
     Every name and number is checked before any data is read or any model trained.
@@ -467,9 +481,9 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
         lam_info = json.loads((out / "lambda.json").read_text())
     st = Settings(epochs=int(epochs), sweeps=int(sweeps),
                   data="subset" if data_dir is None else "full",
-                  n_train=n_train, lam=lam_info["lam"] if lam_info else DEFAULT_LAM)
+                  n_train=n_train, lam=lam_info["lam"] if lam_info else DEFAULT_LAM, pixels=pixels)
     search = choose and lam_info is None
-    data = _data(data_dir, n_train)
+    data = _data(data_dir, n_train, pixels)
 
     def done(c: tuple) -> bool:
         return _done(results["rows"], c, st, out)
@@ -543,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=17, help="standard networks (report: 17)")
     p.add_argument("--sweeps", type=int, default=20, help="lifted model BCD sweeps")
     p.add_argument("--n-train", type=int, default=None, help="use the first N training rows")
+    p.add_argument("--pixels", choices=PIXELS, default="unit",
+                   help="input scale: 'unit' (X / 255, the default) or 'raw' (0..255; a gap study, "
+                        "written to its own --out)")
     p.add_argument("--resume", action="store_true", help="skip cells already in results.json")
     p.add_argument("--dry-run", action="store_true", help="list the cells and estimate the time")
     from .distributed import add_cluster_arguments, check_cluster_args, client_from_args, cluster_requested
@@ -551,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     check_cluster_args(a)  # Dask importable, --scheduler usable: before any work
     kw = dict(seeds=a.seeds, archs=a.archs, inits=a.inits, lrs=a.lrs, resume=a.resume,
               choose=a.choose_lambda, lam=a.lam, dry_run=a.dry_run, epochs=a.epochs,
-              sweeps=a.sweeps, n_train=a.n_train)
+              sweeps=a.sweeps, n_train=a.n_train, pixels=a.pixels)
     if not cluster_requested(a):
         run(a.out, a.data_dir, **kw)
         return 0

@@ -35,12 +35,12 @@ __all__ = ["cell_folder", "cell_task", "lambda_task", "run_distributed"]
 _DATA: dict = {}
 
 
-def _worker_data(data_dir: str | None, n_train: int | None) -> tuple:
+def _worker_data(data_dir: str | None, n_train: int | None, pixels: str = "unit") -> tuple:
     """:func:`_data`, kept for the next task of the same data in this (worker) process."""
-    if (data_dir, n_train) not in _DATA:
+    if (data_dir, n_train, pixels) not in _DATA:
         _DATA.clear()
-        _DATA[(data_dir, n_train)] = _data(data_dir, n_train)
-    return _DATA[(data_dir, n_train)]
+        _DATA[(data_dir, n_train, pixels)] = _data(data_dir, n_train, pixels)
+    return _DATA[(data_dir, n_train, pixels)]
 
 
 def cell_folder(out: Path, cell: tuple) -> Path:
@@ -66,7 +66,7 @@ def cell_task(*, cell: list, settings: dict, data_dir: str | None, out: str,
         row = json.loads(rec.read_text())
         if _done([row], c, st, out_p):
             return row
-    row = _run_cell(c, st, _worker_data(data_dir, st.n_train), out_p)
+    row = _run_cell(c, st, _worker_data(data_dir, st.n_train, st.pixels), out_p)
     atomic_write_bytes(rec, json.dumps(row, indent=1).encode())
     return row
 
@@ -77,7 +77,7 @@ def lambda_task(*, settings: dict, data_dir: str | None, folder: str, resume: bo
     rec = Path(folder) / "lambda.json"
     if resume and rec.is_file():
         return json.loads(rec.read_text())
-    X, y = _worker_data(data_dir, settings.get("n_train"))[:2]
+    X, y = _worker_data(data_dir, settings.get("n_train"), settings.get("pixels", "unit"))[:2]
     info = choose_lambda(X, y, Settings(**settings), grid=LAMBDA_GRID)
     atomic_write_bytes(rec, json.dumps(info, indent=1).encode())
     return info

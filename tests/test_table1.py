@@ -149,3 +149,21 @@ def test_summed_loss_step_is_the_mean_step_at_m_times_the_rate():
     assert a.history_.batches[0]["loss"] == pytest.approx(8 * b.history_.batches[0]["loss"], rel=1e-13)
     with pytest.raises(UnknownNameError, match="reduction"):
         TorchNetClassifier("5-4-3", reduction="median")
+
+
+def test_raw_pixels_gap_study_is_its_own_recorded_setting(tmp_path):
+    """``--pixels raw`` (a gap study of the step-size convention) trains on the file's 0..255
+    values, 255 times the default inputs, and records ``pixels`` in the row's config and the
+    settings; default rows record nothing new, so earlier results.json files still resume."""
+    Xu, yu, Xtu, ytu = table1._data(None, 600, "unit")
+    Xr, yr, Xtr, ytr = table1._data(None, 600, "raw")
+    assert np.allclose(Xr, 255 * Xu, rtol=1e-6) and np.array_equal(yr, yu) and Xr.max() > 1
+    assert np.allclose(Xtr, 255 * Xtu, rtol=1e-6) and np.array_equal(ytr, ytu)
+    assert "pixels" not in table1.Settings().nn_config() and "pixels" not in table1.Settings().lnn_config()
+    res = table1.run(tmp_path / "raw", inits=["xavier"], pixels="raw", **TINY)
+    (row,) = res["rows"]
+    assert row["config"]["pixels"] == "raw" and res["settings"]["pixels"] == "raw"
+    with pytest.raises(InputError, match="pixels"):
+        table1._data(None, 600, "scaled")
+    with pytest.raises(SystemExit):  # argparse names the choices before any work
+        table1.main(["--pixels", "scaled", "--out", str(tmp_path / "x")])
