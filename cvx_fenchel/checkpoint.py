@@ -6,8 +6,12 @@
   the position (epoch, batch), the RNG state, Adam's step counts and the history, and names the
   npz it belongs to.
 
-Both are written atomically, the JSON last, so a run killed at any moment leaves the previous
-checkpoint or the new one, never a mix. :func:`load_checkpoint` also reads the format of earlier
+Both are written atomically, the JSON last (:func:`write_checkpoint`), so a run killed at any
+moment leaves the previous checkpoint or the new one, never a mix. The torch baselines
+(``--model sgd``/``adam``) write the same two files through the same functions, their
+``state.json`` saying ``"model": "torch"`` (:mod:`cvx_fenchel.baselines.torch_checkpoint`); what
+reads only the position and the npz name (:func:`read_state`, :func:`position`,
+:func:`has_checkpoint`, the archive) serves both. :func:`load_checkpoint` also reads the format of earlier
 versions (``"settings"`` instead of ``"config"``).
 
 A checkpoint that cannot be read (a truncated or corrupt ``state.json`` or npz) raises
@@ -46,9 +50,12 @@ __all__ = [
     "config_mismatch",
     "has_checkpoint",
     "load_checkpoint",
+    "mismatch_error",
     "position",
+    "read_arrays",
     "read_state",
     "save_checkpoint",
+    "write_checkpoint",
 ]
 
 STATE_FILE = "state.json"
@@ -77,7 +84,6 @@ def save_checkpoint(directory: str | os.PathLike, network: Network, config: Trai
     """Write a checkpoint of ``state`` into ``directory`` (created); returns the npz path.
     Older npz files of the folder are removed once the new state points elsewhere."""
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for l, (W, b) in enumerate(state.weights):
         arrays[f"W_{l}"] = to_numpy(W)
@@ -90,14 +96,25 @@ def save_checkpoint(directory: str | os.PathLike, network: Network, config: Trai
         for l, Xl in enumerate(state.Xs[1:], start=1):
             if Xl is not None:
                 arrays[f"X_{l}"] = to_numpy(Xl)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
     npz_name = f"weights-{state.epoch}-{state.batch}.npz"
-    atomic_write_bytes(d / npz_name, buf.getvalue())
     doc = {"format": FORMAT, "npz": npz_name, "network": network.to_dict(),
            "config": config.to_dict(), "epoch": state.epoch, "batch": state.batch,
            "rng_state": state.rng_state, "adam": {str(l): m.t for l, m in state.adam.items()},
            "history": history.to_dict()}
+    return write_checkpoint(d, arrays, doc)
+
+
+def write_checkpoint(directory: str | os.PathLike, arrays: dict, doc: dict) -> Path:
+    """Write one checkpoint: ``arrays`` into the npz that ``doc["npz"]`` names, then ``doc`` as
+    ``state.json`` (both atomically, the JSON last), then remove the folder's other npz files.
+    The one writer of every model's checkpoints (Fenchel here, the torch baselines in
+    :mod:`cvx_fenchel.baselines.torch_checkpoint`); returns the npz path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    npz_name = doc["npz"]
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(d / npz_name, buf.getvalue())
     atomic_write_bytes(d / STATE_FILE, json.dumps(doc, default=_json_default).encode())
     for old in d.glob("weights-*.npz"):  # keep only the npz the state points at
         if old.name != npz_name:
@@ -164,17 +181,26 @@ def check_resumable(directory: str | os.PathLike, config: TrainConfig, was: Trai
     config of the checkpoint in ``directory`` (or ``was``, when given)."""
     if was is None:
         doc = read_state(directory)
+        if doc.get("model", "fenchel") != "fenchel":
+            raise CheckpointError(f"the checkpoint in {directory} is of a {doc['model']} run, not "
+                                  f"of a Fenchel run; {hint}")
         if "config" not in doc:
             return  # format 1: compared by network only (load_checkpoint)
         was = TrainConfig.from_dict(doc["config"])
     bad = config_mismatch(was, config)
     if bad:
-        a, b = was.to_dict(), config.to_dict()
-        raise CheckpointError(
-            f"cannot resume the run in {directory}: it was made with "
-            f"{', '.join(f'{k}={_fmt(a.get(k))}' for k in bad)}; this run has "
-            f"{', '.join(f'{k}={_fmt(b[k])}' for k in bad)}. Resume with the same settings, or "
-            f"{hint}")
+        raise mismatch_error(directory, was.to_dict(), config.to_dict(), bad, hint)
+
+
+def mismatch_error(directory: str | os.PathLike, was: dict, now: dict, keys: list[str],
+                   hint: str) -> CheckpointError:
+    """The error refusing to resume the run in ``directory`` with settings ``now``: names every
+    key of ``keys`` with its value in ``was`` (the checkpoint's) and in ``now``."""
+    return CheckpointError(
+        f"cannot resume the run in {directory}: it was made with "
+        f"{', '.join(f'{k}={_fmt(was.get(k))}' for k in keys)}; this run has "
+        f"{', '.join(f'{k}={_fmt(now.get(k))}' for k in keys)}. Resume with the same settings, "
+        f"or {hint}")
 
 
 def load_checkpoint(directory: str | os.PathLike, *, xp: Any = np, network: Network | None = None
@@ -185,18 +211,25 @@ def load_checkpoint(directory: str | os.PathLike, *, xp: Any = np, network: Netw
     Raises :class:`CheckpointError` when the folder holds no readable checkpoint."""
     d = Path(directory)
     doc = read_state(d)
-    try:  # read every array now: a truncated npz fails here with a named error, not later
-        with np.load(d / doc["npz"], allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise CheckpointError(f"the checkpoint in {d} is corrupt or truncated ({doc.get('npz')}: "
-                              f"{type(exc).__name__}: {exc}); delete the folder or use another "
-                              "one") from None
+    arrays = read_arrays(d, doc)
     try:
         return _restore(doc, arrays, xp, network)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise CheckpointError(f"the checkpoint in {d} is corrupt or incomplete ({type(exc).__name__}: "
                               f"{exc}); delete the folder or use another one") from None
+
+
+def read_arrays(directory: str | os.PathLike, doc: dict) -> dict:
+    """Every array of the npz that the :func:`read_state` document ``doc`` names, read now, so a
+    truncated npz fails here with a :class:`CheckpointError` naming it, not later."""
+    d = Path(directory)
+    try:
+        with np.load(d / doc["npz"], allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CheckpointError(f"the checkpoint in {d} is corrupt or truncated ({doc.get('npz')}: "
+                              f"{type(exc).__name__}: {exc}); delete the folder or use another "
+                              "one") from None
 
 
 def _restore(doc: dict, arrays: dict, xp: Any, network: Network | None

@@ -3,14 +3,14 @@
 * ``cvx-fenchel info`` -- versions, CVXPY solvers, NumPy BLAS, whether CuPy sees a GPU.
 * ``cvx-fenchel train`` -- train a model (default: Fenchel 784-300-10 on the MNIST subset shipped
   with the package), write ``history.json`` and ``history.png``, print the final test accuracy.
-  ``--checkpoint-every N`` checkpoints every ``N`` batches and at epoch ends (atomic writes) into
-  ``OUT/checkpoints``; ``--resume`` continues a killed run from there, bit for bit as if it had
+  ``--checkpoint-every N`` (``--model fenchel``, ``sgd``, ``adam``) checkpoints every ``N`` batches
+  and at epoch ends (``0``: epoch ends only; atomic writes) into ``OUT/checkpoints``; ``--resume`` continues a killed run from there, bit for bit as if it had
   never stopped (:func:`cvx_fenchel.experiments.train`). ``--workers N`` or ``--scheduler ADDRESS``
   with ``--algorithm full``: Algorithm 1 data-parallel on a Dask cluster (:mod:`cvx_fenchel.dataparallel`).
 * ``cvx-fenchel reproduce fig1|fig2|fig3|fig4|fig2-gaps|fig3-gaps|fig4-gaps|all`` -- every model
   of one of the papers' figures or gap studies (:mod:`cvx_fenchel.reproduce`): results table,
-  JSON and a comparison plot; ``--resume`` skips the finished models and resumes the Fenchel
-  run; ``--dry-run`` prints the commands with time estimates from a short probe; ``--workers N``
+  JSON and a comparison plot; ``--resume`` skips the finished models and resumes the Fenchel,
+  SGD and Adam runs from their checkpoints; ``--dry-run`` prints the commands with time estimates from a short probe; ``--workers N``
   or ``--scheduler ADDRESS`` run the models as tasks on a Dask cluster (:mod:`cvx_fenchel.sweeps`).
 * ``cvx-fenchel report`` -- the paper-vs-ours report of every paper number from the reproduce
   runs (:mod:`cvx_fenchel.report`): ``REPRODUCTION.md``/``.json`` and one plot per figure.
@@ -62,7 +62,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiments import OPTIONS, fresh_folder, resumable_folder, train
+    from .experiments import OPTIONS, fresh_folder, recorded_model, resumable_folder, train
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     for k in ("lam", "rho", "gamma", "coef"):  # one value: every layer; several: one per layer
         if isinstance(options.get(k), list):
@@ -72,11 +72,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(line, flush=True)
     if cluster_requested(args):  # data-parallel Algorithm 1: refusals before any work
         from .experiments import check_data_parallel, check_out
-        check_data_parallel(args.model, options, resume=args.resume)
+        check_data_parallel(args.model or "fenchel", options, resume=args.resume)
         check_cluster_args(args)
     out = args.out
     if out is None:
         out = resumable_folder("runs/train") if args.resume else fresh_folder("runs/train")
+    # --resume without --model: the model of the run resumed (its run.json), else fenchel
+    args.model = args.model or (recorded_model(out, options) if args.resume else None) or "fenchel"
     if not cluster_requested(args):
         train(args.model, options, dataset=args.dataset, data_dir=args.data_dir, out=out,
               quiet=args.quiet, overwrite=args.overwrite, resume=args.resume, log=log)
@@ -189,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments import DATASETS, MODELS
     from .losses import loss_names
     s = subs.add_parser("train", help="train a model and write history.json / history.png")
-    s.add_argument("--model", default="fenchel", choices=sorted(MODELS))
+    s.add_argument("--model", default=None, choices=sorted(MODELS),
+                   help="default fenchel; with --resume, the model of the run resumed")
     s.add_argument("--dataset", default="mnist", choices=DATASETS)
     s.add_argument("--data-dir", default=None,
                    help="folder of the official files (default for MNIST: the embedded subset)")
@@ -243,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed-forward prediction or the lifted rule (minimise the relaxed "
                         "objective over a test batch's hidden variables)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="checkpoint after every N batches and at every epoch's end (0: epoch ends "
-                        "only), into --checkpoint-dir (default OUT/checkpoints); see --resume")
+                   help="--model fenchel, sgd or adam: checkpoint after every N batches and at every "
+                        "epoch's end (0: epoch ends only), into --checkpoint-dir (default "
+                        "OUT/checkpoints); see --resume")
     g.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint folder (default OUT/checkpoints with --checkpoint-every; "
                         "without it: at epoch ends only)")
@@ -276,9 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-probe", action="store_true", help="--dry-run: the commands only (fast)")
     s.add_argument("--resume", action="store_true",
                    help="continue a killed reproduce run: models finished with the same command "
-                        "are skipped, a Fenchel run with a checkpoint is resumed, others run again")
+                        "are skipped, a Fenchel, SGD or Adam run with a checkpoint is resumed, "
+                        "others (full-batch baselines) run again")
     s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="the Fenchel model also checkpoints every N batches (always: at epoch ends)")
+                   help="the Fenchel, SGD and Adam runs also checkpoint every N batches (always: at "
+                        "epoch ends)")
     s.add_argument("--quiet", action="store_true")
     from .distributed import add_cluster_arguments
     add_cluster_arguments(s)
@@ -320,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder holding the <figure>-full (and gap-study) folders reproduce writes "
                         "(or table1-full/); repeat it to read several (default: runs/reproduce)")
     s.add_argument("--archive", default=None, metavar="DIR",
-                   help="first copy the runs' results and the state of unfinished Fenchel runs "
+                   help="first copy the runs' results and the state of unfinished (resumable) runs "
                         "into DIR, small enough to commit (cvx_fenchel.report.archive; e.g. "
                         "docs/results/runs), then report from the runs and DIR (newest copy wins)")
     s.add_argument("--out", default="docs/results", help="where REPRODUCTION.md/json and the "

@@ -33,6 +33,7 @@ __all__ = [
     "DATASETS",
     "MODELS",
     "OPTIONS",
+    "RESUMABLE",
     "RUN_FILE",
     "build_model",
     "check_data_parallel",
@@ -43,6 +44,7 @@ __all__ = [
     "fresh_folder",
     "load_data",
     "missing_requirements",
+    "recorded_model",
     "estimate_seconds",
     "probe_epoch_seconds",
     "resumable_folder",
@@ -62,6 +64,10 @@ _RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose", "un
 #: Options every model takes (``until_converged``: stop by :class:`~cvx_fenchel.history.StopRule`,
 #: ``epochs`` being the maximum).
 _COMMON = ("arch", "loss", "epochs", "seed", "dtype", "until_converged")
+#: Models that checkpoint (``checkpoint_every``/``checkpoint_dir``) and continue with ``resume``:
+#: Fenchel (:mod:`cvx_fenchel.checkpoint`) and the torch baselines
+#: (:mod:`cvx_fenchel.baselines.torch_checkpoint`).
+RESUMABLE = ("fenchel", "sgd", "adam")
 
 
 def fenchel_config(options: dict) -> TrainConfig:
@@ -117,7 +123,9 @@ def _torch(optimizer: str) -> Callable[[dict, bool], Any]:
                                   loss=o.get("loss", "cross_entropy"), epochs=o.get("epochs", 10),
                                   batch_size=o.get("batch_size", 100), seed=o.get("seed", 0),
                                   device="cuda" if o.get("backend") == "cupy" else "cpu",
-                                  verbose=verbose, dtype=o.get("dtype", "float32"), lr=o.get("lr"))
+                                  verbose=verbose, dtype=o.get("dtype", "float32"), lr=o.get("lr"),
+                                  checkpoint_dir=o.get("checkpoint_dir"),
+                                  checkpoint_every=o.get("checkpoint_every"))
     return make
 
 
@@ -147,14 +155,15 @@ def _lnn(o: dict, verbose: bool) -> Any:
                          verbose=verbose, **kw)
 
 
+_TORCH = ("batch_size", "backend", "lr", "checkpoint_every", "checkpoint_dir")
 #: Model name -> (factory(options, verbose), the options it uses).
 MODELS: dict[str, tuple[Callable[[dict, bool], Any], tuple[str, ...]]] = {
     "fenchel": (_fenchel, OPTIONS),
     "lnn": (_lnn, _COMMON + ("batch_size", "backend")),
     "taylor-admm": (_full_batch_mse("taylor-admm", "TaylorADMMClassifier"), _COMMON + ("backend",)),
     "lau-bcd": (_full_batch_mse("lau-bcd", "LauBCDClassifier"), _COMMON + ("backend",)),
-    "sgd": (_torch("sgd"), _COMMON + ("batch_size", "backend", "lr")),
-    "adam": (_torch("adam"), _COMMON + ("batch_size", "backend", "lr")),
+    "sgd": (_torch("sgd"), _COMMON + _TORCH),
+    "adam": (_torch("adam"), _COMMON + _TORCH),
 }
 
 
@@ -280,12 +289,25 @@ RUN_FILE = "run.json"
 
 def checkpoint_folder(model: str, options: dict, out: str | Path, resume: bool = False) -> Path | None:
     """Where a run keeps its checkpoints: ``options["checkpoint_dir"]``, else ``OUT/checkpoints``
-    for a Fenchel run with ``checkpoint_every`` (or resumed), else None (no checkpoints)."""
+    for a run of a :data:`RESUMABLE` model with ``checkpoint_every`` (or resumed), else None (no
+    checkpoints)."""
     if options.get("checkpoint_dir") is not None:
         return Path(options["checkpoint_dir"])
-    if model == "fenchel" and (options.get("checkpoint_every") is not None or resume):
+    if model in RESUMABLE and (options.get("checkpoint_every") is not None or resume):
         return Path(out) / "checkpoints"
     return None
+
+
+def recorded_model(out: str | Path, options: dict) -> str | None:
+    """The model of the run whose checkpoint folder (``options["checkpoint_dir"]``, else
+    ``OUT/checkpoints``) records it in its ``run.json``; None when there is none (what
+    ``cvx-fenchel train --resume`` without ``--model`` continues)."""
+    ckdir = Path(options.get("checkpoint_dir") or Path(out) / "checkpoints")
+    try:
+        model = json.loads((ckdir / RUN_FILE).read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model if model in MODELS else None
 
 
 def _resume_options(model: str, opts: dict, ckdir: Path, dataset: str, data_dir: str | None,
@@ -293,8 +315,9 @@ def _resume_options(model: str, opts: dict, ckdir: Path, dataset: str, data_dir:
     """The options of the run to resume in ``ckdir``: those recorded in its ``run.json``, updated
     by the ones given now; errors when there is nothing to resume or the data differ."""
     from .checkpoint import has_checkpoint, read_state
-    if model != "fenchel":
-        raise InputError(f"--resume applies to --model fenchel only (model {model} writes no checkpoints)")
+    if model not in RESUMABLE:
+        raise InputError(f"--resume applies to --model {' / '.join(RESUMABLE)} only (model {model} "
+                         "writes no checkpoints)")
     if not has_checkpoint(ckdir):
         where = f"--out {out} does not exist" if not out.exists() else f"{ckdir} holds no checkpoint"
         raise InputError(f"nothing to resume: {where}; start the run without --resume "
@@ -354,8 +377,9 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     warnings. ``log``: where the header and the final line go. ``out`` is checked before any
     work (:func:`check_out`): a folder holding an earlier run is refused unless ``overwrite``.
 
-    Checkpoints (Fenchel): with ``checkpoint_every = N`` the run checkpoints after every ``N``
-    batches and at every epoch's end (``0``: at epoch ends only) into ``checkpoint_dir``, default
+    Checkpoints (Fenchel and the torch baselines ``sgd``/``adam``, :data:`RESUMABLE`): with
+    ``checkpoint_every = N`` the run checkpoints after every ``N`` batches and at every epoch's
+    end (``0``: at epoch ends only) into ``checkpoint_dir``, default
     ``OUT/checkpoints`` (:func:`checkpoint_folder`), and records its options and data there
     (``run.json``). ``resume``: continue the run of ``OUT`` from its checkpoint, with the options
     it was started with updated by those given now (``epochs`` may grow; any other config field
@@ -406,12 +430,17 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         config = fenchel_config({**opts, "in_channels": 3} if dataset == "cifar10" else opts)
     est = build_model(model, opts, verbose=not quiet)
     resumed_from, seconds_before = None, 0.0
+    total = config.epochs if config is not None else int(getattr(est, "epochs", 0))
     if resume:
-        check_resumable(ckdir, config, hint="start over with --overwrite")
+        if config is not None:
+            check_resumable(ckdir, config, hint="start over with --overwrite")
+        else:
+            from .baselines.torch_checkpoint import check_resumable as check_torch
+            check_torch(ckdir, est.get_params(), hint="start over with --overwrite")
         doc = read_state(ckdir)
         resumed_from = position(doc)
-        if resumed_from[0] > config.epochs:
-            raise InputError(f"cannot resume the run in {out} with epochs={config.epochs}: it has "
+        if resumed_from[0] > total:
+            raise InputError(f"cannot resume the run in {out} with epochs={total}: it has "
                              f"done {resumed_from[0]} epochs already (--epochs may grow, not shrink)")
         seconds_before = float(sum(r.get("time") or 0.0 for r in doc.get("history", {}).get("batches", [])))
         # + the batch time of the records an archive dropped (cvx_fenchel.report.archive)
@@ -433,8 +462,8 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         log(f"until converged: {stop_rule.describe()}; at most {max_epochs} epochs")
     if resumed_from is not None:
         e, b = resumed_from
-        where = f"epoch {e + 1}, batch {b + 1}" if e < config.epochs else \
-            f"the end (all {config.epochs} epochs done; writing the results)"
+        where = f"epoch {e + 1}, batch {b + 1}" if e < total else \
+            f"the end (all {total} epochs done; writing the results)"
         log(f"resuming {out} from its checkpoint in {ckdir} at {where}")
     sys.stdout.flush()
     t0 = time.perf_counter()

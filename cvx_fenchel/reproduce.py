@@ -17,10 +17,12 @@ writes ``F/<run>/history.json`` and its plot, then the figure writes
 * ``F/figure.png`` -- test accuracy per epoch of every run, the paper's final numbers dotted.
 
 Every model's requirements (PyTorch for ``sgd``/``adam``) and the data folders are checked
-before the first run. The Fenchel model checkpoints at every epoch's end (``--checkpoint-every
+before the first run. The Fenchel model and the torch baselines (``sgd``, ``adam``:
+:data:`~cvx_fenchel.experiments.RESUMABLE`) checkpoint at every epoch's end (``--checkpoint-every
 N``: also every ``N`` batches), so ``cvx-fenchel reproduce TARGET --resume`` continues a killed
-run: runs that finished with the same command are skipped, the Fenchel run resumes from its
-checkpoint, and a baseline that was running starts again (baselines write no checkpoints).
+run: runs that finished with the same command are skipped, a Fenchel or SGD/Adam run resumes
+from its checkpoint, and any other baseline that was running (the full-batch ADMM, BCD and LNN,
+which write no checkpoints) starts again.
 
 The figures (numbers from ``reference/paper_results.md``, settings from
 ``reference/original_settings.md``):
@@ -58,7 +60,7 @@ On a Dask cluster (``--workers N``: a local cluster of ``N`` processes; ``--sche
 running one; :mod:`cvx_fenchel.distributed`) the runs of the target (of every figure, for
 ``all``) are independent tasks (:mod:`cvx_fenchel.sweeps`): each is :func:`run_model` in its own
 folder, the same call the serial loop makes, so a run whose worker dies is re-run elsewhere with
-``resume=True`` and the Fenchel model continues from its last checkpoint. When every run is done
+``resume=True`` and a Fenchel, SGD or Adam run continues from its last checkpoint. When every run is done
 each figure's ``results.json``/``.md``/``.png`` is written from the runs' histories by the same
 code and in the same order as a serial run's. The workers must see the output folder (a shared
 file system on a real cluster); folders are passed to them as absolute paths when their working
@@ -76,7 +78,7 @@ from pathlib import Path
 
 from .checkpoint import has_checkpoint
 from .errors import InputError, UnknownNameError
-from .experiments import (command_line, missing_requirements,
+from .experiments import (RESUMABLE, command_line, missing_requirements,
                           probe_epoch_seconds, train)
 from .figures import ALL, CIFAR_NOTE, FIGURES, TARGETS, Figure, Run
 from .history import History, StopRule, atomic_write_bytes
@@ -93,7 +95,7 @@ def _options(fig: Figure, run: Run, *, epochs: int | None, seed: int, backend: s
     are those of earlier versions."""
     opts = {"arch": fig.arch, **dict(run.options),
             "epochs": epochs if epochs is not None else run.epochs, "seed": seed, "backend": backend}
-    if run.model == "fenchel":  # checkpoints at epoch ends (and every N batches): --resume
+    if run.model in RESUMABLE:  # checkpoints at epoch ends (and every N batches): --resume
         opts["checkpoint_every"] = checkpoint_every or 0
     if fig.until_converged or until_converged:
         opts["until_converged"] = True
@@ -214,11 +216,12 @@ def reproduce(figure: str, *, data_dir: str | None = None, epochs: int | None = 
     ``data_dir``: MNIST (None: the shipped subset); ``cifar_dir``: CIFAR-10 (required by the
     CIFAR figures). ``epochs`` overrides every run's epochs (with ``until_converged``, and in
     ``fig1``, the maximum). Every model's requirements and every data folder argument are
-    checked before the first run. The Fenchel model checkpoints at every epoch's end (and every
-    ``checkpoint_every`` batches) into ``<run>/checkpoints``. ``resume``: continue a killed
-    reproduce run: a run whose ``history.json`` holds a finished run of the same command is
-    skipped (its row is read from it), a Fenchel run with a checkpoint is resumed (``cvx-fenchel
-    train --resume``), any other run starts again. Returns the results dict of the figure (for
+    checked before the first run. The Fenchel model and the torch baselines (``sgd``, ``adam``)
+    checkpoint at every epoch's end (and every ``checkpoint_every`` batches) into
+    ``<run>/checkpoints``. ``resume``: continue a killed reproduce run: a run whose
+    ``history.json`` holds a finished run of the same command is skipped (its row is read from
+    it), a Fenchel or SGD/Adam run with a checkpoint is resumed (``cvx-fenchel train --resume``),
+    any other run starts again. Returns the results dict of the figure (for
     ``all``: ``{figure: results}``), also written to ``results.json``.
 
     ``client``: a :class:`dask.distributed.Client`; the runs become tasks on its cluster
@@ -266,16 +269,17 @@ def run_model(*, model: str, options: dict, dataset: str, data_dir: str | None, 
               quiet: bool = False, resume: bool = False) -> tuple[History, float]:
     """One run of a figure into ``out``: what the serial loop does per model, and what a Dask task
     runs (:mod:`cvx_fenchel.sweeps`, as ``cvx_fenchel.reproduce:run_model``). ``resume``: a
-    finished run of the same command in ``out`` is read back, not trained again, and a Fenchel run
-    with a checkpoint in ``out/checkpoints`` continues from it (also when a task is re-run after
-    its worker died); any other run (re)starts, replacing what ``out`` holds (that is how
-    ``--models`` updates a row). Returns ``(history, training seconds)``."""
+    finished run of the same command in ``out`` is read back, not trained again, and a run of a
+    :data:`~cvx_fenchel.experiments.RESUMABLE` model (Fenchel, SGD, Adam) with a checkpoint in
+    ``out/checkpoints`` continues from it (also when a task is re-run after its worker died); any
+    other run (re)starts, replacing what ``out`` holds (that is how ``--models`` updates a row).
+    Returns ``(history, training seconds)``."""
     out = Path(out)
     hist = _finished(out, model, options, data_dir) if resume else None
     if hist is not None:
         print(f"finished earlier ({out / 'history.json'}): skipped", flush=True)
         return hist, float(hist.meta.get("train_seconds") or 0.0)
-    again = resume and model == "fenchel" and has_checkpoint(out / "checkpoints")
+    again = resume and model in RESUMABLE and has_checkpoint(out / "checkpoints")
     res = train(model, options, dataset=dataset, data_dir=data_dir, out=out, quiet=quiet,
                 overwrite=not again, resume=again, log=lambda line: print(line, flush=True))
     return res["history"], float(res["seconds"])
@@ -494,7 +498,7 @@ def _status(folder: Path, run: Run, opts: dict, data_dir: str | None) -> tuple[s
     if _finished(folder, run.model, opts, data_dir, quiet=True) is not None:
         return "finished: skipped with --resume", -1
     ck = folder / "checkpoints"
-    if run.model == "fenchel" and has_checkpoint(ck):
+    if run.model in RESUMABLE and has_checkpoint(ck):
         from .checkpoint import position, read_state
         try:
             e, b = position(read_state(ck))

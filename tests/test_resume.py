@@ -223,7 +223,7 @@ def test_nothing_to_resume_and_conflicting_flags_are_clear_errors(tmp_path, caps
         (["--out", str(tmp_path / "none"), "--resume"], "nothing to resume: --out"),
         (["--out", str(tmp_path), "--resume"], "nothing to resume: " + str(tmp_path / "checkpoints")),
         (["--out", str(tmp_path), "--resume", "--overwrite"], "give one"),
-        (["--model", "sgd", "--out", str(tmp_path), "--resume"], "--resume applies to --model fenchel"),
+        (["--model", "lnn", "--out", str(tmp_path), "--resume"], "--resume applies to --model fenchel"),
         (["--checkpoint-every", "-1", "--out", str(tmp_path)], "checkpoint_every must be an integer >= 0"),
     ]
     for argv, needle in cases:

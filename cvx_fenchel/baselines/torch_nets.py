@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,8 @@ from ..backend import check_array, check_int, check_scalar
 from ..errors import BackendError, InputError, UnknownNameError
 from ..history import History
 from ..losses import softmax
-from ..network import is_lenet5
+from .torch_arch import (DEFAULT_BIAS, LENET5, NORMAL_VARIANCE, RANDOM_INITS,  # noqa: F401
+                         init_weights, layer_shapes, parse_arch)
 
 __all__ = ["TorchNetClassifier", "init_weights", "layer_shapes", "parse_arch",
            "INIT_SCHEMES", "LOSSES", "OPTIMIZERS", "DEFAULT_LR", "TORCH_INSTALL_HINT"]
@@ -59,14 +60,7 @@ TORCH_INSTALL_HINT = ("install the 'baselines' extra: pip install 'cvx-fenchel[b
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 OPTIMIZERS = tuple(DEFAULT_LR)
 LOSSES = ("cross_entropy", "mse")
-#: Random schemes of :func:`init_weights`; "lifted" and "given" take ``init_weights``.
-RANDOM_INITS = ("normal", "xavier", "var_scale")
 INIT_SCHEMES = RANDOM_INITS + ("lifted", "given")
-#: Variance of the "normal" scheme: N(0, sigma^2 = 0.1) as stated under Table 1 of the
-#: lifted-network report ("mu = 0 and sigma^2 = 0.1"), so std = sqrt(0.1) ~ 0.316.
-NORMAL_VARIANCE = 0.1
-DEFAULT_BIAS = 0.1
-LENET5 = "lenet5"
 _EVAL_CHUNK = 4096
 
 
@@ -77,117 +71,6 @@ def _require_torch():
     except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         raise ImportError(TORCH_INSTALL_HINT) from exc
     return torch
-
-
-# --------------------------------------------------------------------------- architecture
-
-
-def parse_arch(arch: Any) -> tuple[str, list[int] | None]:
-    """Parse an architecture name.
-
-    Parameters
-    ----------
-    arch : str or sequence of int
-        ``"784-300-10"`` style layer widths (input, hidden..., output; at least two
-        positive integers), a list/tuple of such widths, or ``"lenet5"``.
-
-    Returns
-    -------
-    (kind, sizes) : ("dense", [n_0, ..., n_L]) or ("lenet5", None)
-    """
-    if isinstance(arch, str):
-        if is_lenet5(arch.strip().replace("_", "")):
-            return LENET5, None
-        parts = arch.strip().split("-")
-        try:
-            sizes = [int(p) for p in parts]
-        except ValueError:
-            raise UnknownNameError(
-                f"unknown arch {arch!r}: expected layer widths like '784-300-10' or 'lenet5'"
-            ) from None
-    elif isinstance(arch, (list, tuple)):
-        try:
-            sizes = [int(p) for p in arch]
-        except (TypeError, ValueError):
-            raise InputError(f"arch must be a list of positive integers, got {arch!r}") from None
-        if any(int(p) != p for p in arch):
-            raise InputError(f"arch must be a list of positive integers, got {arch!r}")
-    else:
-        raise InputError(f"arch must be a string like '784-300-10' or 'lenet5', got {arch!r}")
-    if len(sizes) < 2 or any(s < 1 for s in sizes):
-        raise InputError(f"arch needs at least two positive layer widths, got {arch!r}")
-    return "dense", sizes
-
-
-def layer_shapes(arch: Any, in_channels: int = 1, n_classes: int = 10) -> list[tuple[int, ...]]:
-    """Weight shapes of each layer in the package convention.
-
-    Dense: ``(n_l, n_{l+1})``. LeNet-5: ``(5, 5, in_channels, 6)``, ``(5, 5, 6, 16)``,
-    ``(400, 120)``, ``(120, 84)``, ``(84, n_classes)``.
-    """
-    kind, sizes = parse_arch(arch)
-    if kind == LENET5:
-        return [(5, 5, int(in_channels), 6), (5, 5, 6, 16), (16 * 5 * 5, 120), (120, 84),
-                (84, int(n_classes))]
-    return [(sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]
-
-
-def _fans(shape: Sequence[int]) -> tuple[int, int]:
-    """(fan_in, fan_out): dense (n_in, n_out); conv (kh*kw*c_in, kh*kw*c_out)."""
-    if len(shape) == 2:
-        return int(shape[0]), int(shape[1])
-    if len(shape) == 4:
-        receptive = int(shape[0]) * int(shape[1])
-        return receptive * int(shape[2]), receptive * int(shape[3])
-    raise InputError(f"weight shape must have 2 (dense) or 4 (conv) entries, got {tuple(shape)}")
-
-
-def init_weights(shapes: Sequence[Sequence[int]], scheme: str = "xavier",
-                 rng: Any = None, bias: float = DEFAULT_BIAS
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Random initial weights ``[(W_l, b_l)]`` (float64 NumPy), biases all equal to ``bias``.
-
-    With ``fan_in``/``fan_out`` as in :func:`_fans` (dense ``n_in``/``n_out``; conv
-    ``kh kw c_in``/``kh kw c_out``):
-
-    * ``"normal"``: ``W ~ N(0, 0.1)`` i.e. variance 0.1 (std ~ 0.316), the report's
-      NN[Normal] ("mu = 0 and sigma^2 = 0.1");
-    * ``"xavier"``: Glorot uniform ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``,
-      variance ``2 / (fan_in + fan_out)`` (TensorFlow's ``xavier_initializer`` default);
-    * ``"var_scale"``: He/variance scaling, ``W ~ N(0, 2 / fan_in)`` (plain normal; TF1's
-      default truncated normal has the same variance up to 0.6%).
-
-    Parameters
-    ----------
-    shapes : sequence of weight shapes, each ``(n_in, n_out)`` or ``(kh, kw, c_in, c_out)``
-    scheme : one of "normal", "xavier", "var_scale"
-    rng : numpy Generator, int seed or None
-    bias : float, initial value of every bias entry (default 0.1)
-
-    Returns
-    -------
-    list of (W, b) with ``W.shape == shape`` and ``b.shape == (shape[-1],)``.
-    """
-    if scheme not in RANDOM_INITS:
-        raise UnknownNameError(f"unknown init scheme {scheme!r}; expected one of {RANDOM_INITS} "
-                               "(or 'lifted'/'given' with init_weights= in TorchNetClassifier)")
-    bias = check_scalar(bias, "bias", low=None)
-    rng = np.random.default_rng(rng)
-    out = []
-    for shape in shapes:
-        shape = tuple(int(s) for s in shape)
-        if any(s < 1 for s in shape):
-            raise InputError(f"weight shape entries must be positive, got {shape}")
-        fan_in, fan_out = _fans(shape)
-        if scheme == "normal":
-            W = rng.normal(0.0, math.sqrt(NORMAL_VARIANCE), size=shape)
-        elif scheme == "xavier":
-            a = math.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-a, a, size=shape)
-        else:
-            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
-        out.append((W, np.full(shape[-1], bias)))
-    return out
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -234,6 +117,12 @@ class TorchNetClassifier:
     eval_every : int or None
         With test data, also log ``test_accuracy`` in the batch record every
         ``eval_every`` batches (and before the first), for per-batch curves.
+    checkpoint_dir : path or None
+        Checkpoint at every epoch's end (and every ``checkpoint_every`` batches) there
+        (:mod:`~cvx_fenchel.baselines.torch_checkpoint`); ``fit`` resumes from it when it holds
+        a checkpoint of the same hyper-parameters (``epochs`` may grow, ``device`` change; any
+        other difference is a ``CheckpointError`` naming it), giving the records of an
+        uninterrupted run. Neither is a hyper-parameter (not in :meth:`get_params`).
 
     Attributes (after fit)
     ----------------------
@@ -257,7 +146,8 @@ class TorchNetClassifier:
                  init: str = "xavier", weight_decay: float = 0.0, momentum: float = 0.0,
                  seed: int = 0, device: str = "cpu", verbose: bool = False,
                  init_weights: Any = None, dtype: str = "float32", eval_every: int | None = None,
-                 reduction: str = "mean"):
+                 reduction: str = "mean", checkpoint_dir: Any = None,
+                 checkpoint_every: int | None = None):
         _require_torch()
         self.arch = arch
         self.optimizer = optimizer
@@ -273,6 +163,7 @@ class TorchNetClassifier:
         self.verbose = verbose
         self.init_weights = init_weights
         self.dtype, self.eval_every, self.reduction = dtype, eval_every, reduction
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self._validate_params()
 
     # ---------------------------------------------------------------- parameters
@@ -491,23 +382,43 @@ class TorchNetClassifier:
                              "n_test": None if X_test is None else int(Xt.shape[0]),
                              "torch_version": torch.__version__,
                              "torch_threads": torch.get_num_threads()})
-        self.history_ = hist
         bs = int(self.batch_size)
         n_batches = -(-m // bs)
-        elapsed, step = 0.0, 0
-        if X_test is not None and self.eval_every:
+        elapsed, step, done, skip, sums = 0.0, 0, 0, 0, (0.0, 0.0, 0)
+        ckdir, every = self.checkpoint_dir, check_int(self.checkpoint_every or 0, "checkpoint_every", 0)
+        from ..checkpoint import has_checkpoint  # here: the module imports without torch or cvxpy
+        from . import torch_checkpoint
+        self.resumed_from_ = None
+        if has_checkpoint(ckdir):  # continue the run there (torch_checkpoint.load checks it)
+            got = torch_checkpoint.load(ckdir, self, opt, m)
+            hist, elapsed, step, sums = got.history, got.elapsed, got.step, got.sums
+            done, skip, self.resumed_from_ = got.epoch, got.batch, (got.epoch, got.batch)
+            rng.bit_generator.state = got.rng_state
+            hist.meta.setdefault("resumed_at", []).append({"epoch": done, "batch": skip})
+            hist.meta["epochs"] = n_epochs
+        self.history_ = hist
+        if X_test is not None and self.eval_every and self.resumed_from_ is None:
             hist.log_batch(epoch=0, batch=0, test_accuracy=self._accuracy(Xtd, ytd), elapsed=0.0)
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
-            bar = tqdm(total=n_epochs * n_batches,
+            bar = tqdm(total=n_epochs * n_batches, initial=min(done * n_batches + skip, n_epochs * n_batches),
                        desc="SGD" if self.optimizer == "sgd" else "Adam",
                        unit="batch")
+
+        def save(epoch_done: int, batch_done: int, rng_state: dict, sums: tuple) -> None:
+            torch_checkpoint.save(ckdir, self, opt, epoch=epoch_done, batch=batch_done, step=step,
+                                  elapsed=elapsed, sums=sums, rng_state=rng_state, n_train=m,
+                                  history=hist)
+
+        # a resumed run that had stopped by the rule at its checkpoint trains no further
+        first = n_epochs + 1 if skip == 0 and done and hist.stop_reason() else done + 1
         try:
-            for epoch in range(1, n_epochs + 1):
+            for epoch in range(first, n_epochs + 1):
+                rng_before = rng.bit_generator.state  # where a mid-epoch checkpoint redraws perm
                 perm = torch.from_numpy(rng.permutation(m)).to(dev)
-                t_epoch, loss_sum, correct = 0.0, 0.0, 0
-                for k in range(n_batches):
+                t_epoch, loss_sum, correct = sums if epoch == done + 1 else (0.0, 0.0, 0)
+                for k in range(skip if epoch == done + 1 else 0, n_batches):
                     t0 = time.perf_counter()
                     idx = perm[k * bs:(k + 1) * bs]
                     xb, yb = Xd[idx], yd[idx]
@@ -535,6 +446,8 @@ class TorchNetClassifier:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(epoch=epoch, loss=f"{loss_v:.4f}")
+                    if ckdir is not None and every and (k + 1) % every == 0 and k + 1 < n_batches:
+                        save(epoch - 1, k + 1, rng_before, (t_epoch, loss_sum, correct))
                 erec = dict(epoch=epoch, loss=loss_sum / m, train_accuracy=correct / m,
                             time=t_epoch)
                 t0 = time.perf_counter()
@@ -545,6 +458,8 @@ class TorchNetClassifier:
                 hist.log_epoch(**erec)
                 if bar is not None and "test_accuracy" in erec:
                     bar.set_postfix(epoch=epoch, test_acc=f"{erec['test_accuracy']:.4f}")
+                if ckdir is not None:
+                    save(epoch, 0, rng.bit_generator.state, (0.0, 0.0, 0))
                 if hist.stop_reason():  # the active stop rule (history.stopping)
                     break
         finally:

@@ -1,6 +1,9 @@
 """A small archive of the reproduction runs that can be committed: the results, and what an
-unfinished Fenchel run needs to resume in the next session (issue 15: long runs continue across
-sessions; every session starts from a clean checkout, and ``runs/`` is not in git).
+unfinished run needs to resume in the next session (issue 15: long runs continue across
+sessions; every session starts from a clean checkout, and ``runs/`` is not in git). Resumable
+runs are those that checkpoint: the Fenchel model and the torch baselines SGD and Adam
+(:data:`cvx_fenchel.experiments.RESUMABLE`); their checkpoints share one format
+(:mod:`cvx_fenchel.checkpoint`), so they are archived alike.
 
 :func:`archive` mirrors the run folders of one or more roots (what ``cvx-fenchel reproduce``
 writes, ``<figure>-<tag>/``, and what ``python -m cvx_fenchel.table1`` writes, ``table1-<tag>/``;
@@ -9,12 +12,14 @@ other folders are left out) into ``DEST/<folder>/``:
 * a figure folder: ``results.json`` and ``results.md``; per model ``<model>/history.json`` with
   its per-batch records dropped (meta and epoch records kept; the meta says how many records
   and how many seconds of batch time were dropped: ``batch_records_dropped``,
-  ``batch_seconds_dropped``, cumulative over archives); for a Fenchel run that has not finished
-  (a checkpoint ahead of the history, or no history), ``<model>/checkpoints/run.json``, a slim
-  ``state.json`` and the one ``weights-<epoch>-<batch>.npz`` the state names. The slim state
-  drops the batch records of the finished epochs; it keeps those of the epoch in progress (the
-  epoch's summary is their mean, so a resumed run's epoch records equal an uninterrupted run's)
-  without their list-valued fields (``steps``, ``w_methods``: ``batch_fields_dropped``);
+  ``batch_seconds_dropped``, cumulative over archives); for a run that has not finished (a
+  checkpoint ahead of the history, or no history: a Fenchel, SGD or Adam run stopped by a kill
+  or the end of a session), ``<model>/checkpoints/run.json``, a slim ``state.json`` and the one
+  ``weights-<epoch>-<batch>.npz`` the state names. The slim state drops the batch records of the
+  finished epochs; it keeps those of the epoch in progress (the Fenchel epoch's summary is their
+  mean, so a resumed run's epoch records equal an uninterrupted run's; a torch run keeps its
+  epoch's sums in the state itself) without their list-valued fields (``steps``, ``w_methods``:
+  ``batch_fields_dropped``);
 * a Table 1 folder: ``results.json``, ``lambda.json``, ``table.md``;
 * ``DEST/<folder>/archive.json``: where it came from and, per model, the newest modification
   time of its source files (``updated``, seconds since the epoch; git keeps no file times, so
@@ -23,15 +28,16 @@ other folders are left out) into ``DEST/<folder>/``:
 
 No PNGs (the report draws its own plots). Nothing is written unless every file is at most
 :data:`MAX_FILE_BYTES` (else :class:`ArchiveError` naming the file: e.g. a full-batch Fenchel
-checkpoint holds every lifted ``X`` and cannot be archived). Re-archiving a folder replaces its
-mirror (files the new archive does not produce are deleted), and archiving the same runs twice
-writes the same bytes. It refuses to replace an archived model by less of it (fewer epochs,
+checkpoint holds every lifted ``X`` and cannot be archived; LeNet-5 with Adam's moments, about
+0.75 MB, can). Re-archiving a folder replaces its mirror (files the new archive does not produce
+are deleted), and archiving the same runs twice writes the same bytes. It refuses to replace an archived model by less of it (fewer epochs,
 e.g. a session that forgot to restore the archive and started the run again) or to drop a model
 or result file the archive holds but the runs lack; the error names it and the way out.
 
-Restoring for ``--resume``: ``cp -r DEST/. runs/reproduce/`` puts each archived Fenchel
-checkpoint where ``cvx-fenchel reproduce ... --resume`` looks for it
-(:func:`cvx_fenchel.trainer.BCDTrainer.fit` continues from the slim history).
+Restoring for ``--resume``: ``cp -r DEST/. runs/reproduce/`` puts each archived checkpoint
+where ``cvx-fenchel reproduce ... --resume`` looks for it (:func:`cvx_fenchel.trainer.BCDTrainer.fit`
+and :meth:`~cvx_fenchel.baselines.torch_nets.TorchNetClassifier.fit` continue from the slim
+history).
 """
 
 from __future__ import annotations
@@ -240,10 +246,13 @@ def archive(runs_dir: str | Path | Iterable[str | Path], dest: str | Path) -> di
     big = {f: len(b) for files, _ in plan.values() for f, b in files.items() if len(b) > MAX_FILE_BYTES}
     if big:
         f, n = next(iter(big.items()))
+        how = ("; it is an unfinished run's checkpoint: let the run finish, or delete its "
+               "checkpoints/ folder to archive without it (the run then starts again)"
+               if "/checkpoints/" in f else "")
         raise ArchiveError(f"cannot archive {where[f.split('/')[0]].parent / f}: {n:,} bytes once "
                            f"slimmed, over the {MAX_FILE_BYTES:,}-byte limit of a committed file"
                            + (f" (and {len(big) - 1} more: {sorted(big)[:5]})" if len(big) > 1 else "")
-                           + "; nothing was written")
+                           + f"; nothing was written{how}")
     for name, (_, manifest) in plan.items():
         _check_regression(name, manifest, dest)
     written = []
