@@ -196,6 +196,35 @@ def test_epochs_may_grow_on_resume(tmp_path, capsys, reference):
     assert json.loads((out / "history.json").read_text())["meta"]["max_epochs"] == 3
 
 
+def test_a_resume_on_another_torch_thread_count_warns(tmp_path, recwarn):
+    """The remaining epochs' reductions may round differently on another thread count: said."""
+    out = tmp_path / "run"
+    assert cli.main([*RUN, "--model", "sgd", "--epochs", "1", "--checkpoint-every", "0",
+                     "--out", str(out)]) == 0
+    torch.set_num_threads(2)
+    try:
+        assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    finally:
+        torch.set_num_threads(1)
+    assert any("trained on 1 torch threads, this process has 2" in str(w.message) for w in recwarn)
+
+
+def test_fig4_lenet5_checkpoints_fit_the_archive_limit(tmp_path):
+    """LeNet-5 on 32x32x3 images (Fig. 4): the npz of an Adam run (weights and both moments,
+    62,006 parameters x 3 x 4 bytes) is under the archive's 1 MB per file; SGD's a third of it."""
+    from cvx_fenchel.baselines.torch_nets import TorchNetClassifier
+    from cvx_fenchel.report.archive import MAX_FILE_BYTES
+    rng = np.random.default_rng(0)
+    X, y = rng.random((20, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 20)
+    sizes = {}
+    for opt in ("adam", "sgd"):
+        ck = tmp_path / opt
+        TorchNetClassifier("lenet5", optimizer=opt, epochs=1, batch_size=10, checkpoint_dir=ck).fit(X, y)
+        sizes[opt] = (ck / read_state(ck)["npz"]).stat().st_size
+    assert 3 * 62_006 * 4 < sizes["adam"] < MAX_FILE_BYTES
+    assert 62_006 * 4 < sizes["sgd"] < sizes["adam"] / 2
+
+
 # ---- (b), (c) reproduce --resume and the archive ----------------------------------------------
 
 def _interrupt_at(n: int, batch: int):
@@ -261,6 +290,11 @@ def test_reproduce_resume_continues_the_torch_run_from_its_checkpoint(fig2, tmp_
         log_batch(self, **rec)
         trained.append(rec["batch"])
 
+    from cvx_fenchel.reproduce import FIGURES, _options, _status
+    run = FIGURES["fig2"].runs[1]
+    opts = _options(FIGURES["fig2"], run, epochs=3, seed=0, backend="numpy", checkpoint_every=4)
+    assert _status(fig / "adam", run, opts, None) == \
+        ("checkpoint after 1 epochs and 4 batches: resumes there", 1)  # what --dry-run prints
     monkeypatch.setattr(History, "log_batch", count)
     capsys.readouterr()
     assert cli.main([*FIG2, "--out", str(out), "--resume"]) == 0
