@@ -155,7 +155,7 @@ def _lnn(o: dict, verbose: bool) -> Any:
                          verbose=verbose, **kw)
 
 
-_TORCH = ("batch_size", "backend", "lr", "checkpoint_every", "checkpoint_dir")
+_TORCH = ("batch_size", "backend", "lr", "checkpoint_every", "checkpoint_dir")  # sgd/adam's, + _COMMON
 #: Model name -> (factory(options, verbose), the options it uses).
 MODELS: dict[str, tuple[Callable[[dict, bool], Any], tuple[str, ...]]] = {
     "fenchel": (_fenchel, OPTIONS),
