@@ -409,6 +409,11 @@ def _finished(out: Path, model: str, opts: dict, data_dir: str | None,
     except (OSError, ValueError):
         return None
     m = hist.meta
+    if m.get("partial") or m.get("finished") is False:  # an archived part of a run (.report.archive)
+        if not quiet:
+            print(f"note: {out / 'history.json'} holds part of a run that cannot be resumed: "
+                  "running it again", flush=True)
+        return None
 
     def key(o):
         return json.loads(json.dumps({k: v for k, v in (o or {}).items() if k != "checkpoint_every"}))

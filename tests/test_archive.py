@@ -223,16 +223,15 @@ def test_rearchiving_replaces_the_mirror_and_deletes_stale_files(tmp_path):
 
 
 def test_archive_refusals_name_the_problem_and_write_nothing(tmp_path):
-    """A file over 1 MB (named), a folder in two roots, the archive inside the runs, and an
+    """A results file over 1 MB (named), a folder in two roots, the archive inside the runs, and an
     archived run replaced by less of it (a session that did not restore the archive) or dropped:
     each is refused before anything is written."""
     runs = _runs(tmp_path / "runs")
-    _checkpoint(runs / "fig3-full" / "fenchel", 2, 1, n_bytes=MAX_FILE_BYTES + 1)
-    with pytest.raises(ArchiveError, match=r"fig3-full/fenchel/checkpoints/weights-2-1\.npz: "
-                                           r"1,000,001 bytes.*nothing was written"):
+    (runs / "fig2-full" / "results.md").write_bytes(b"x" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(ArchiveError, match=r"fig2-full/results\.md: 1,000,001 bytes.*nothing was written"):
         archive(runs, tmp_path / "arc")
     assert not (tmp_path / "arc").exists()
-    _checkpoint(runs / "fig3-full" / "fenchel", 2, 1)
+    (runs / "fig2-full" / "results.md").write_text("| table |\n")
     other = tmp_path / "other"
     (other / "table1-full").mkdir(parents=True)
     with pytest.raises(ArchiveError, match="would both be archived as"):
@@ -304,3 +303,31 @@ def test_the_report_reads_the_union_newest_copy_of_each_model_winning(tmp_path):
     assert ours(doc) == {"sgd": 0.93, "adam": 0.94, "fenchel": 0.97}
     assert json.loads((arc / "fig2-full/adam/history.json").read_text())["epochs"][0][
         "test_accuracy"] == 0.94
+
+
+def test_a_checkpoint_too_large_to_archive_leaves_the_measured_part_as_a_partial_history(tmp_path, capsys):
+    """An unfinished run whose checkpoint is over 1 MB (Algorithm 1's holds every lifted X):
+    its history so far is archived as a partial history.json (with run.json, without the
+    checkpoint), the manifest records the dropped checkpoint; the report reads it as a partial
+    result with its epochs and reason; ``reproduce --resume`` does not take it for a finished run."""
+    from cvx_fenchel.report import _model_run
+    from cvx_fenchel.reproduce import _finished
+    runs = _runs(tmp_path / "runs")
+    _checkpoint(runs / "fig3-full" / "fenchel", 2, 1, n_bytes=MAX_FILE_BYTES + 1)
+    got = archive(runs, tmp_path / "arc")
+    entry = got["folders"]["fig3-full"]["models"]["fenchel"]
+    assert entry["status"] == "partial" and entry["progress"] == [2, 1]
+    assert entry["checkpoint_dropped"] == {"npz": "weights-2-1.npz", "bytes": MAX_FILE_BYTES + 1}
+    fen = tmp_path / "arc" / "fig3-full" / "fenchel"
+    assert sorted(p.relative_to(fen).as_posix() for p in fen.rglob("*") if p.is_file()) == [
+        "checkpoints/run.json", "history.json"]
+    h = json.loads((fen / "history.json").read_text())
+    state = json.loads((runs / "fig3-full" / "fenchel" / "checkpoints" / "state.json").read_text())
+    assert h["epochs"] == state["history"]["epochs"] and h["meta"]["partial"] is True
+    assert "1.0 MB) is over the archive's 1 MB limit" in h["meta"]["stop_reason"]
+    run = _model_run(tmp_path / "arc" / "fig3-full", "fenchel", None, {})
+    assert run["status"] == "partial" and run["epochs"] == 2 and run["epochs_planned"] == 20
+    assert run["test_accuracy"] == state["history"]["epochs"][-1]["test_accuracy"]
+    assert "starts again" in run["stop_reason"]
+    assert _finished(fen, "fenchel", {"epochs": 2}, None) is None
+    assert "cannot be resumed" in capsys.readouterr().out

@@ -316,14 +316,20 @@ def test_an_archived_torch_run_restored_and_resumed_ends_as_the_uninterrupted_ru
     """The killed SGD-only reproduce folder is archived (``report --archive``), copied into a fresh
     folder (``cp -r ARCHIVE/. runs/reproduce/``) and resumed: the slim checkpoint (the 10 batch
     records of epoch 1 dropped, the 4 of epoch 2 kept) continues after batch 4 of epoch 2 and the
-    epoch records, weights and table row equal the uninterrupted run's. The killed folder whose
-    Adam 784-300-10 checkpoint (weights and two moments: 2.9 MB) is over the 1 MB limit is
-    refused, naming that file, and nothing is written."""
+    epoch records, weights and table row equal the uninterrupted run's. In the killed folder whose
+    Adam 784-300-10 checkpoint (weights and two moments: 2.9 MB) is over the 1 MB limit, Adam's
+    history so far is archived instead, marked partial, and the dropped checkpoint is recorded."""
+    with_adam = archive(fig2 / "killed", tmp_path / "archive-with-adam")
+    entry = with_adam["folders"]["fig2-subset"]["models"]["adam"]
+    assert entry["status"] == "partial" and entry["progress"] == [1, 4]
+    assert entry["checkpoint_dropped"]["npz"] == "weights-1-4.npz"
+    assert entry["checkpoint_dropped"]["bytes"] > 2_800_000
+    adam = tmp_path / "archive-with-adam" / "fig2-subset" / "adam"
+    h = json.loads((adam / "history.json").read_text())
+    assert h["meta"]["partial"] is True and "starts again" in h["meta"]["stop_reason"]
+    assert h["epochs"] == read_state(fig2 / "killed" / "fig2-subset" / "adam" / "checkpoints")["history"]["epochs"]
+    assert sorted(p.name for p in (adam / "checkpoints").iterdir()) == ["run.json"]
     arc = tmp_path / "archive"
-    with pytest.raises(ArchiveError, match=r"fig2-subset/adam/checkpoints/weights-1-4\.npz: "
-                                           r"2,8\d\d,\d\d\d bytes.*nothing was written; it is an unfinished"):
-        archive(fig2 / "killed", arc)
-    assert not arc.exists()
     killed = fig2 / "killed-sgd"
     got = archive(killed, arc)
     assert got["files"] == ["fig2-subset/archive.json", "fig2-subset/sgd/checkpoints/run.json",

@@ -19,7 +19,12 @@ other folders are left out) into ``DEST/<folder>/``:
   finished epochs; it keeps those of the epoch in progress (the Fenchel epoch's summary is their
   mean, so a resumed run's epoch records equal an uninterrupted run's; a torch run keeps its
   epoch's sums in the state itself) without their list-valued fields (``steps``, ``w_methods``:
-  ``batch_fields_dropped``);
+  ``batch_fields_dropped``). An unfinished run whose checkpoint is over :data:`MAX_FILE_BYTES`
+  (Algorithm 1's holds every lifted ``X``: 72 MB for full MNIST; Adam on 784-300-10: 2.9 MB)
+  cannot be carried: its history so far is archived instead as ``<model>/history.json`` marked
+  ``partial`` (:func:`partial_history`), with ``run.json``, and the manifest records the dropped
+  checkpoint (``checkpoint_dropped``): the report shows the measured part, and the run starts
+  again in a later session;
 * a Table 1 folder: ``results.json``, ``lambda.json``, ``table.md``;
 * ``DEST/<folder>/archive.json``: where it came from and, per model, the newest modification
   time of its source files (``updated``, seconds since the epoch; git keeps no file times, so
@@ -27,9 +32,9 @@ other folders are left out) into ``DEST/<folder>/``:
   and how far it got (``progress``: epochs done, batches of the next).
 
 No PNGs (the report draws its own plots). Nothing is written unless every file is at most
-:data:`MAX_FILE_BYTES` (else :class:`ArchiveError` naming the file: e.g. a full-batch Fenchel
-checkpoint holds every lifted ``X`` and cannot be archived; LeNet-5 with Adam's moments, about
-0.75 MB, can). Re-archiving a folder replaces its mirror (files the new archive does not produce
+:data:`MAX_FILE_BYTES` (else :class:`ArchiveError` naming the file; checkpoints over it are
+replaced as above, so this is a results file; LeNet-5 with Adam's moments, about 0.75 MB, is
+carried). Re-archiving a folder replaces its mirror (files the new archive does not produce
 are deleted), and archiving the same runs twice writes the same bytes. It refuses to replace an archived model by less of it (fewer epochs,
 e.g. a session that forgot to restore the archive and started the run again) or to drop a model
 or result file the archive holds but the runs lack; the error names it and the way out.
@@ -53,7 +58,7 @@ from ..history import atomic_write_bytes
 from .paper import TARGETS
 
 __all__ = ["ARCHIVE_FILE", "MAX_FILE_BYTES", "ArchiveError", "archive", "archivable_folders",
-           "slim_history", "slim_state"]
+           "partial_history", "slim_history", "slim_state"]
 
 #: The manifest of an archived folder.
 ARCHIVE_FILE = "archive.json"
@@ -140,7 +145,7 @@ def _model_files(mdir: Path, rel: str) -> tuple[dict, dict]:
     state = read_json(ck / "state.json")
     done = _epochs_done(hist)
     progress = [done, 0]
-    ahead = False
+    ahead, dropped = False, None
     if state is not None and {"epoch", "batch", "npz"} <= set(state):
         pos = [int(state["epoch"]), int(state["batch"])]
         ahead = hist is None or pos > [done, 0]
@@ -151,14 +156,38 @@ def _model_files(mdir: Path, rel: str) -> tuple[dict, dict]:
                                    "checkpoint cannot be archived (resume or rerun that run first)")
             if (ck / "run.json").is_file():
                 files[f"{rel}/checkpoints/run.json"] = (ck / "run.json").read_bytes()
-            files[f"{rel}/checkpoints/state.json"] = _dump(slim_state(state))
-            files[f"{rel}/checkpoints/{npz.name}"] = npz.read_bytes()
+            size = npz.stat().st_size
+            if size > MAX_FILE_BYTES:  # cannot be carried: keep the measured part of the run
+                files[f"{rel}/history.json"] = _dump(partial_history(state, size))
+                dropped = {"npz": npz.name, "bytes": size}
+            else:
+                files[f"{rel}/checkpoints/state.json"] = _dump(slim_state(state))
+                files[f"{rel}/checkpoints/{npz.name}"] = npz.read_bytes()
             progress = max(progress, pos)
     status = "finished" if hist is not None and not ahead else "partial" if files else "started"
     src = [mdir / "history.json", ck / "state.json", ck / "run.json"]
     if ahead:
         src.append(ck / str(state["npz"]))
-    return files, {"status": status, "progress": progress, "updated": _newest(src)}
+    entry = {"status": status, "progress": progress, "updated": _newest(src)}
+    if ahead and dropped:
+        entry["checkpoint_dropped"] = dropped
+    return files, entry
+
+
+def partial_history(state: dict, npz_bytes: int) -> dict:
+    """The history so far of an unfinished run whose checkpoint (``npz_bytes``, over
+    :data:`MAX_FILE_BYTES`: e.g. Algorithm 1's, which holds every lifted ``X``) cannot be archived:
+    :func:`slim_history` of the checkpoint's history, its meta marked ``partial`` with a
+    ``stop_reason`` saying so. The report shows it as a partial result; ``reproduce --resume``
+    does not take it for a finished run (the run starts again)."""
+    epoch, batch = int(state.get("epoch") or 0), int(state.get("batch") or 0)
+    h = slim_history(state.get("history") or {})
+    where = f"{epoch} epochs" + (f" + {batch} batches" if batch else "")
+    h["meta"] = {**h["meta"], "partial": True, "finished": False,
+                 "stop_reason": f"stopped after {where}: its checkpoint ({npz_bytes / 1e6:.1f} MB) is over "
+                                f"the archive's {MAX_FILE_BYTES / 1e6:.0f} MB limit, so the run starts "
+                                "again in a later session"}
+    return h
 
 
 def _folder_files(folder: Path) -> tuple[dict, dict]:
