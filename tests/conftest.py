@@ -70,3 +70,18 @@ def untimed(x):
     if isinstance(x, list):
         return [untimed(v) for v in x]
     return x
+
+
+# kept self-contained (its source is pasted into the child scripts of the kill-and-resume tests)
+def small(dataset, data_dir, arch):
+    """``experiments.load_data`` for the tests: a slice of the shipped subset, pooled to 14x14 for
+    the 196-16-10 network; 1,000 train / 100 test flat images for 784-300-10."""
+    from cvx_fenchel.datasets import load_mnist
+    X, y, Xt, yt = load_mnist(normalize=True)
+    if arch.startswith("784"):
+        return X[:1000].reshape(1000, -1), y[:1000], Xt[:100].reshape(100, -1), yt[:100]
+
+    def pool(A):
+        return A.reshape(len(A), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(A), -1)
+
+    return pool(X[:1200]), y[:1200], pool(Xt[:300]), yt[:300]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from conftest import ctrl_c_after_fenchel_batch, sigkill_when, untimed
+from conftest import ctrl_c_after_fenchel_batch, sigkill_when, small, untimed
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -28,20 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ["train", "--arch", "196-16-10", "--epochs", "2", "--batch-size", "100", "--max-iter-x", "5",
        "--max-iter-w", "5", "--backend", "numpy", "--checkpoint-every", "2", "--quiet"]
 
-
-
-def small(dataset, data_dir, arch):
-    """``experiments.load_data`` for the tests: a slice of the shipped subset, pooled to 14x14 for
-    the 196-16-10 network; 1,000 train / 100 test flat images for 784-300-10."""
-    from cvx_fenchel.datasets import load_mnist
-    X, y, Xt, yt = load_mnist(normalize=True)
-    if arch.startswith("784"):
-        return X[:1000].reshape(1000, -1), y[:1000], Xt[:100].reshape(100, -1), yt[:100]
-
-    def pool(A):
-        return A.reshape(len(A), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(A), -1)
-
-    return pool(X[:1200]), y[:1200], pool(Xt[:300]), yt[:300]
 
 
 #: fields of a history record that are wall-clock times (differ between any two runs)

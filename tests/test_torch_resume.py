@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sigkill_when, untimed
+from conftest import sigkill_when, small, untimed
 
 torch = pytest.importorskip("torch")
 
@@ -40,20 +40,6 @@ RUN = ["train", "--arch", "196-16-10", "--epochs", "3", "--batch-size", "100", "
 #: 3 epochs of 10 batches of 100 (784-300-10), a checkpoint every 4 batches and at epoch ends
 FIG2 = ["reproduce", "fig2", "--epochs", "3", "--models", "sgd", "adam", "--checkpoint-every", "4",
         "--backend", "numpy", "--quiet"]
-
-
-def small(dataset, data_dir, arch):
-    """``experiments.load_data`` for the tests: a slice of the shipped subset, pooled to 14x14 for
-    the 196-16-10 network; 1,000 train / 100 test flat images for 784-300-10."""
-    from cvx_fenchel.datasets import load_mnist
-    X, y, Xt, yt = load_mnist(normalize=True)
-    if arch.startswith("784"):
-        return X[:1000].reshape(1000, -1), y[:1000], Xt[:100].reshape(100, -1), yt[:100]
-
-    def pool(A):
-        return A.reshape(len(A), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(A), -1)
-
-    return pool(X[:1200]), y[:1200], pool(Xt[:300]), yt[:300]
 
 
 @pytest.fixture(autouse=True, scope="module")
