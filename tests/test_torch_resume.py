@@ -30,7 +30,7 @@ torch = pytest.importorskip("torch")
 from cvx_fenchel import cli, experiments  # noqa: E402
 from cvx_fenchel.checkpoint import CheckpointError, read_state  # noqa: E402
 from cvx_fenchel.history import History  # noqa: E402
-from cvx_fenchel.report.archive import ArchiveError, archive  # noqa: E402
+from cvx_fenchel.report.archive import archive  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_BATCH = History.log_batch
