@@ -27,7 +27,7 @@ from typing import Any
 from .backend import check_int
 from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
-from .history import History, StopRule, atomic_write_bytes, stopping
+from .history import History, StopRule, atomic_write_bytes, progress, stopping
 
 __all__ = [
     "DATASETS",
@@ -466,8 +466,13 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
             f"the end (all {total} epochs done; writing the results)"
         log(f"resuming {out} from its checkpoint in {ckdir} at {where}")
     sys.stdout.flush()
+    run_opts = {k: v for k, v in opts.items() if not (k == "checkpoint_dir" and ckdir is not None
+                                                      and (options or {}).get("checkpoint_dir") is None)}
+    meta = {"model": model, "options": run_opts, "dataset": dataset, "data_dir": data_dir,
+            "command": command_line(model, run_opts, dataset=dataset, data_dir=data_dir, out=str(out)),
+            "max_epochs": max_epochs}
     t0 = time.perf_counter()
-    with warnings.catch_warnings(), stopping(stop_rule):
+    with warnings.catch_warnings(), stopping(stop_rule), progress(out / "history.json", meta):
         if quiet:
             warnings.simplefilter("ignore")
         if client is None:
@@ -481,12 +486,7 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     stop_reason = (stop_rule.reason(hist.epochs) if stop_rule is not None else None) or "max epochs"
     if hist.meta.get("model") not in (None, model):
         hist.meta["estimator"] = hist.meta["model"]
-    run_opts = {k: v for k, v in opts.items() if not (k == "checkpoint_dir" and ckdir is not None
-                                                      and (options or {}).get("checkpoint_dir") is None)}
-    hist.meta.update({"model": model, "options": run_opts, "dataset": dataset,
-                      "data_dir": data_dir, "command": command_line(model, run_opts, dataset=dataset,
-                                                                    data_dir=data_dir, out=str(out)),
-                      "train_seconds": seconds, "stop_reason": stop_reason, "max_epochs": max_epochs,
+    hist.meta.update({**meta, "train_seconds": seconds, "stop_reason": stop_reason,
                       "stop_rule": None if stop_rule is None else stop_rule.to_dict(),
                       "source_commit": source_commit(), "machine": _machine()})
     acc = hist.last.get("test_accuracy")  # the feed-forward rule, per epoch

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["History", "StopRule", "OBJECTIVE_KEYS", "STOP_REASONS", "active_rule",
-           "atomic_write_bytes", "stopping"]
+           "atomic_write_bytes", "progress", "stopping"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -170,6 +170,23 @@ def active_rule() -> StopRule | None:
     return _ACTIVE.get()
 
 
+_PROGRESS: ContextVar[tuple | None] = ContextVar("cvx_fenchel_progress", default=None)
+
+
+@contextmanager
+def progress(path: str | os.PathLike, meta: dict) -> Iterator[None]:
+    """While the block runs, every epoch record a :class:`History` logs also writes that history
+    so far to ``path``, its meta ``meta`` plus ``partial: True``, ``finished: False`` and a
+    ``stop_reason``: a run killed, or stopped by the end of a session, leaves its measured part
+    (every model's loop logs its epochs, so every model is covered, also those that write no
+    checkpoints). The run's final ``History.save`` replaces the file."""
+    token = _PROGRESS.set((os.fspath(path), dict(meta)))
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 @dataclass
 class History:
     """Per-batch and per-epoch training records.
@@ -189,6 +206,14 @@ class History:
 
     def log_epoch(self, **record: Any) -> None:
         self.epochs.append(_clean(record))
+        where = _PROGRESS.get()
+        if where is not None:  # a partial copy of the run so far (see progress())
+            path, meta = where
+            n = sum(1 for r in self.epochs if r.get("epoch") != 0)
+            doc = self.to_dict()
+            doc["meta"] = {**doc["meta"], **_clean(meta), "partial": True, "finished": False,
+                           "stop_reason": f"stopped (killed, or the session ended) after {n} epochs"}
+            atomic_write_bytes(path, json.dumps(doc).encode())
 
     def series(self, key: str, level: str = "epochs") -> list:
         """Values of ``key`` over ``level`` ("epochs" or "batches"), skipping records without it."""

@@ -59,6 +59,15 @@ def ctrl_c_after_fenchel_batch(monkeypatch, epoch: int, batch: int):
     return lambda: monkeypatch.setattr(History, "log_batch", log_batch)
 
 
+def unfinished(path) -> bool:
+    """``path`` (a run's ``history.json``) is not a finished run's: absent (stopped in its first
+    epoch) or marked partial (the epochs so far, written as it ran: ``history.progress``)."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    return not path.exists() or json.loads(path.read_text())["meta"].get("partial") is True
+
+
 #: fields of history and results records that hold wall times (they differ between equal runs)
 TIMES = {"time", "time_x", "time_w", "seconds"}
 

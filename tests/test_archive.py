@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ctrl_c_after_fenchel_batch, untimed
+from conftest import ctrl_c_after_fenchel_batch, unfinished, untimed
 from threadpoolctl import threadpool_limits
 
 from cvx_fenchel import cli, experiments
@@ -52,7 +52,7 @@ def test_a_run_resumed_from_its_restored_archive_ends_as_the_uninterrupted_run(t
         assert cli.main([*argv, "--out", str(tmp_path / "killed")]) == 130
         undo()
         killed = tmp_path / "killed" / "fig2-subset" / "fenchel"
-        assert not (killed / "history.json").exists()
+        assert unfinished(killed / "history.json")
         full = read_state(killed / "checkpoints")
         assert (full["epoch"], full["batch"]) == (1, 1) and len(full["history"]["batches"]) == 3
 
@@ -60,7 +60,8 @@ def test_a_run_resumed_from_its_restored_archive_ends_as_the_uninterrupted_run(t
         got = archive(tmp_path / "killed", arc)
         assert got["files"] == ["fig2-subset/archive.json", "fig2-subset/fenchel/checkpoints/run.json",
                                 "fig2-subset/fenchel/checkpoints/state.json",
-                                "fig2-subset/fenchel/checkpoints/weights-1-1.npz"]
+                                "fig2-subset/fenchel/checkpoints/weights-1-1.npz",
+                                "fig2-subset/fenchel/history.json"]  # epoch 1, marked partial
         slim = read_state(arc / "fig2-subset/fenchel/checkpoints")
         dropped = full["history"]["batches"][:2]
         assert slim["history"]["meta"]["batch_records_dropped"] == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from conftest import ctrl_c_after_fenchel_batch, sigkill_when, small, untimed
+from conftest import ctrl_c_after_fenchel_batch, sigkill_when, small, unfinished, untimed
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -94,7 +94,7 @@ def test_a_run_killed_by_sigkill_mid_epoch_resumes_bit_for_bit(tmp_path, capsys,
     child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sigkill_when(child, ready, timeout=120, what="batch 5")
-    assert not (out / "history.json").exists()
+    assert unfinished(out / "history.json")
     assert (read_state(out / "checkpoints")["epoch"], read_state(out / "checkpoints")["batch"]) == (0, 4)
     assert cli.main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -121,7 +121,7 @@ def test_a_run_interrupted_in_its_second_epoch_resumes_bit_for_bit(tmp_path, cap
     monkeypatch.setattr(History, "log_batch", interrupt)
     assert cli.main([*RUN, "--out", str(out)]) == 130
     monkeypatch.setattr(History, "log_batch", log_batch)
-    assert not (out / "history.json").exists()
+    assert unfinished(out / "history.json")
     assert cli.main([*RUN, "--out", str(out), "--resume"]) == 0
     assert "at epoch 2, batch 7" in capsys.readouterr().out
     _same(_result(out), reference)
@@ -265,7 +265,7 @@ def test_reproduce_resume_skips_finished_models_and_resumes_the_fenchel_run(tmp_
     undo()
     fig = tmp_path / "killed" / "fig2-subset"
     sgd = (fig / "sgd" / "history.json").read_bytes()
-    assert not (fig / "fenchel" / "history.json").exists() and not (fig / "results.json").exists()
+    assert unfinished(fig / "fenchel" / "history.json") and not (fig / "results.json").exists()
     capsys.readouterr()
     assert cli.main([*argv, "--out", str(tmp_path / "killed"), "--resume"]) == 0
     printed = capsys.readouterr().out
@@ -327,7 +327,7 @@ def test_reproduce_killed_by_sigkill_then_resumed_gives_the_uninterrupted_table(
                              stderr=subprocess.STDOUT)
     sigkill_when(child, ready, timeout=300, what="the Fenchel run's last batch")
     fig = out / "fig2-subset"
-    assert (fig / "sgd" / "history.json").exists() and not (fig / "fenchel" / "history.json").exists()
+    assert (fig / "sgd" / "history.json").exists() and unfinished(fig / "fenchel" / "history.json")
     assert not (fig / "results.json").exists()
     assert (read_state(fig / "fenchel" / "checkpoints")["epoch"],
             read_state(fig / "fenchel" / "checkpoints")["batch"]) == (1, 1)

@@ -12,9 +12,10 @@ other folders are left out) into ``DEST/<folder>/``:
 * a figure folder: ``results.json`` and ``results.md``; per model ``<model>/history.json`` with
   its per-batch records dropped (meta and epoch records kept; the meta says how many records
   and how many seconds of batch time were dropped: ``batch_records_dropped``,
-  ``batch_seconds_dropped``, cumulative over archives); for a run that has not finished (a
-  checkpoint ahead of the history, or no history: a Fenchel, SGD or Adam run stopped by a kill
-  or the end of a session), ``<model>/checkpoints/run.json``, a slim ``state.json`` and the one
+  ``batch_seconds_dropped``, cumulative over archives; a run that has not finished leaves a
+  history marked ``partial``, written at each of its epoch ends: :func:`cvx_fenchel.history.progress`);
+  for a run that has not finished (a checkpoint ahead of the history, or a partial history or
+  none: a Fenchel, SGD or Adam run stopped by a kill or the end of a session), ``<model>/checkpoints/run.json``, a slim ``state.json`` and the one
   ``weights-<epoch>-<batch>.npz`` the state names. The slim state drops the batch records of the
   finished epochs; it keeps those of the epoch in progress (the Fenchel epoch's summary is their
   mean, so a resumed run's epoch records equal an uninterrupted run's; a torch run keeps its
@@ -146,9 +147,10 @@ def _model_files(mdir: Path, rel: str) -> tuple[dict, dict]:
     done = _epochs_done(hist)
     progress = [done, 0]
     ahead, dropped = False, None
+    partial = bool(((hist or {}).get("meta") or {}).get("partial"))  # written as it ran (history.progress)
     if state is not None and {"epoch", "batch", "npz"} <= set(state):
         pos = [int(state["epoch"]), int(state["batch"])]
-        ahead = hist is None or pos > [done, 0]
+        ahead = hist is None or partial or pos > [done, 0]
         if ahead:  # a run that has not finished: what --resume needs
             npz = ck / str(state["npz"])
             if not npz.is_file():
@@ -164,7 +166,7 @@ def _model_files(mdir: Path, rel: str) -> tuple[dict, dict]:
                 files[f"{rel}/checkpoints/state.json"] = _dump(slim_state(state))
                 files[f"{rel}/checkpoints/{npz.name}"] = npz.read_bytes()
             progress = max(progress, pos)
-    status = "finished" if hist is not None and not ahead else "partial" if files else "started"
+    status = "finished" if hist is not None and not (ahead or partial) else "partial" if files else "started"
     src = [mdir / "history.json", ck / "state.json", ck / "run.json"]
     if ahead:
         src.append(ck / str(state["npz"]))
