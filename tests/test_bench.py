@@ -12,6 +12,7 @@ from cvx_fenchel.bench.syncs import SyncArray, counting, instrument, sync_numpy
 from cvx_fenchel.bench.workloads import (bench_fenchel, count_batch_syncs, load_bench_data,
                                          step_iteration_flops)
 from cvx_fenchel.config import preset
+from cvx_fenchel.errors import InputError
 from cvx_fenchel.network import Layer, make_network
 from cvx_fenchel.trainer import BCDTrainer
 
@@ -276,3 +277,18 @@ def test_porcelain_paths_keep_every_character():
     out = " M cvx_fenchel/solvers.py\nM  cvx_fenchel/bcd.py\n?? cvx_fenchel/new.py\n"
     assert porcelain_paths(out) == ["cvx_fenchel/solvers.py", "cvx_fenchel/bcd.py", "cvx_fenchel/new.py"]
     assert porcelain_paths("") == []
+
+
+def test_tol_sets_both_step_tolerances_and_only_for_the_trainer_workloads():
+    """``bench --tol T`` (the iteration-economy setting) benches the Fenchel trainer with X- and
+    W-step tolerance T; the preset's 1e-5 otherwise; refused for ``steps`` and when not positive,
+    before any work."""
+    from cvx_fenchel.bench.workloads import fenchel_bench_config
+    cfg = fenchel_bench_config("mlp", tol=1e-4)
+    assert (cfg.tol_x, cfg.tol_w) == (1e-4, 1e-4)
+    assert (fenchel_bench_config("lenet5").tol_x, fenchel_bench_config("lenet5").tol_w) == (1e-5, 1e-5)
+    assert fenchel_bench_config("mlp", tol=1e-4).replace(tol_x=1e-5, tol_w=1e-5) == fenchel_bench_config("mlp")
+    with pytest.raises(InputError, match="--tol apply to the mlp and lenet5"):
+        run_bench("steps", tol=1e-4)
+    with pytest.raises(InputError, match="tol"):
+        fenchel_bench_config("mlp", tol=-1.0)

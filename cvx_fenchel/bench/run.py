@@ -46,13 +46,15 @@ def run_bench(workload: str, *, backend: str = "numpy", batches: int | None = No
               data_dir: str | None = None, to_accuracy: float | None = None, seed: int = 0,
               max_epochs: int = 5, arch: str | None = None, batch_size: int | None = None,
               adam_batches: int = ADAM_TIMED_BATCHES, adam_batch_sizes: tuple = ADAM_BATCH_SIZES,
-              command: list[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+              command: list[str] | None = None, log: Callable[[str], None] | None = None,
+              tol: float | None = None) -> dict:
     """Run one bench ``workload`` (``mlp``, ``lenet5``, ``steps``) and return its JSON-able result.
 
     ``batches``: timed Fenchel batches (default :data:`DEFAULT_BATCHES`); ``data_dir``: MNIST
     folder (default: the embedded subset); ``to_accuracy``: also train both models until this test
     accuracy (at most ``max_epochs``); ``arch``/``batch_size``: override the workload's network
-    and Fenchel batch (tests; the ``auto`` preset then picks ``plain`` for other networks).
+    and Fenchel batch (tests; the ``auto`` preset then picks ``plain`` for other networks);
+    ``tol``: the Fenchel trainer's X- and W-step tolerance instead of the preset's 1e-5.
     """
     if workload not in WORKLOADS:
         raise UnknownNameError(f"unknown bench workload {workload!r}; choose one of {WORKLOADS}")
@@ -64,15 +66,15 @@ def run_bench(workload: str, *, backend: str = "numpy", batches: int | None = No
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     t0 = time.perf_counter()
     if workload == "steps":
-        if to_accuracy is not None or batches is not None:
-            raise InputError("--batches and --to-accuracy apply to the mlp and lenet5 workloads")
+        if to_accuracy is not None or batches is not None or tol is not None:
+            raise InputError("--batches, --to-accuracy and --tol apply to the mlp and lenet5 workloads")
         from .steps import run_steps
         res = {**base, **run_steps(seed, log=say)}
     else:
         batches = DEFAULT_BATCHES[workload] if batches is None else check_int(batches, "batches", 1)
         if to_accuracy is not None:
             to_accuracy = check_scalar(to_accuracy, "to_accuracy", low=0.0, high=1.0, low_inclusive=False)
-        cfg = fenchel_bench_config(workload, arch=arch, batch_size=batch_size, seed=seed,
+        cfg = fenchel_bench_config(workload, arch=arch, batch_size=batch_size, seed=seed, tol=tol,
                                    backend=backend)
         net_arch = arch or ARCHS[workload]
         say(f"bench {workload}: loading data ({data_dir or 'embedded MNIST subset'})")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import get_backend, to_numpy
+from ..backend import check_scalar, get_backend, to_numpy
 from ..config import TrainConfig, describe, preset
 from ..errors import InputError, UnknownNameError
 from ..trainer import BCDTrainer
@@ -312,11 +312,14 @@ def resolve_backend(backend: str) -> tuple[Any, str]:
 
 
 def fenchel_bench_config(workload: str, *, arch: str | None = None, batch_size: int | None = None,
-                         seed: int = 0, backend: str = "numpy") -> TrainConfig:
+                         seed: int = 0, backend: str = "numpy", tol: float | None = None) -> TrainConfig:
     """The preset config of a workload (``original`` for 784-300-10 and LeNet-5; ``auto`` picks
-    ``plain`` for another ``arch``, a test's small network)."""
+    ``plain`` for another ``arch``, a test's small network); ``tol``: the X- and W-step
+    tolerance instead of the preset's (``--tol``: the iteration-economy setting)."""
     arch = arch or ARCHS[workload]
     kw = {} if batch_size is None else {"batch_size": batch_size}
+    if tol is not None:
+        kw.update(tol_x=check_scalar(tol, "tol", low=0.0, low_inclusive=False), tol_w=tol)
     return preset("auto", arch=arch, seed=seed, backend=backend, dtype="float32", **kw)
 
 
