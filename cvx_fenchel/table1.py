@@ -65,6 +65,10 @@ what is done here and why:
   ``--n-train N`` (first N training rows) and small ``--epochs``/``--sweeps`` exist for smoke
   tests only.
 
+A network whose training diverges (a NaN loss: e.g. raw pixels at lr 1e-5) is a result of its
+settings, not an error: the cell is listed under ``"diverged"`` in ``results.json`` (its error,
+config and command), gets no row, and the run goes on; ``--resume`` does not retry it.
+
 Resuming: every row records its ``config`` (the settings that decide its number); ``--resume``
 skips a cell whose row exists with the same config (and, for the lifted model, whose weights
 file still exists). A killed cell starts again from its beginning (no checkpoint inside a cell:
@@ -504,7 +508,7 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
         return {"cells": todo, "estimate_s": total, "lambda_search_s": lam_s, "cpu_share": cpu}
     out.mkdir(parents=True, exist_ok=True)
     results = {"settings": asdict(st), "lambda": lam_info or {"lam": st.lam, "source": "default"},
-               "rows": results["rows"]}
+               "rows": results["rows"], **({"diverged": results["diverged"]} if results.get("diverged") else {})}
     if client is not None:
         from .table1_cluster import run_distributed
         return run_distributed(client, todo, st, search, results, out, data_dir, resume)
@@ -521,7 +525,21 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
             print(f"lambda = {st.lam:g}", flush=True)
         if resume and c[2] not in RANDOM and done(c):
             continue
-        row = _run_cell(c, st, data, out)
+        cfg = json.loads(json.dumps(st.config(c[2])))
+        if resume and any(_key(d) == c and d.get("config") == cfg for d in results.get("diverged", [])):
+            continue  # diverged before with these settings: it would again (the run is deterministic)
+        try:
+            row = _run_cell(c, st, data, out)
+        except InputError as exc:  # a network that diverges is a result of its settings (e.g. raw pixels)
+            if not str(exc).startswith("training diverged"):
+                raise
+            results["diverged"] = [d for d in results.get("diverged", []) if _key(d) != c] + [
+                {"arch": c[0], "lr": c[1], "init": c[2], "seed": c[3], "error": str(exc), "config": cfg,
+                 "command": _command(c, st, data_dir, out)}]
+            _write(out, results)
+            print(f"[-/{len(todo)}] {c[0]} lr={c[1]} {c[2]} seed {c[3]}: diverged ({exc}); recorded "
+                  "under 'diverged' in results.json, no row", flush=True)
+            continue
         row["command"] = _command(c, st, data_dir, out)
         results["rows"] = [r for r in results["rows"] if _key(r) != c] + [row]
         _write(out, results)

@@ -167,3 +167,30 @@ def test_raw_pixels_gap_study_is_its_own_recorded_setting(tmp_path):
         table1._data(None, 600, "scaled")
     with pytest.raises(SystemExit):  # argparse names the choices before any work
         table1.main(["--pixels", "scaled", "--out", str(tmp_path / "x")])
+
+
+def test_a_diverging_network_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A cell whose training diverges (TorchNetClassifier's NaN-loss error) is listed under
+    ``diverged`` with its error and config, gets no row, the other cells run, and ``--resume``
+    neither retries it nor loses the record."""
+    real = table1.network
+
+    def fragile(arch, lr, init, seed, st, init_weights=None):
+        net = real(arch, lr, init, seed, st, init_weights)
+        if init == "normal":
+            def boom(*a, **k):
+                raise InputError("training diverged (loss nan) at epoch 1, batch 7; lower lr (now 1e-05)")
+            net.fit = boom
+        return net
+
+    monkeypatch.setattr(table1, "network", fragile)
+    res = table1.run(tmp_path / "t1", inits=["normal", "xavier"], **TINY)
+    assert [r["init"] for r in res["rows"]] == ["xavier"]
+    (d,) = res["diverged"]
+    assert (d["arch"], d["lr"], d["init"], d["seed"]) == ("300", 1e-5, "normal", 0)
+    assert d["error"].startswith("training diverged") and d["config"] == table1.Settings(
+        epochs=1, sweeps=1, n_train=600, lam=1.0).nn_config()
+    calls = []
+    monkeypatch.setattr(table1, "_run_cell", lambda c, *a: calls.append(c))
+    again = table1.run(tmp_path / "t1", inits=["normal", "xavier"], resume=True, **TINY)
+    assert calls == [] and again["diverged"] == res["diverged"]
