@@ -1,4 +1,4 @@
-"""Summarise 10-epoch Fig. 2 runs that differ only in the X-/W-step tolerances (issue 12,
+"""Summarise Fenchel runs (10-epoch Fig. 2, 2-epoch LeNet-5) that differ only in the X-/W-step tolerances (issue 12,
 iteration economy): final and per-epoch test accuracy, mean inner iterations per block in epochs 1
 and 10, and training seconds. Usage: ``python summarize.py RUN_DIR ... > economy.md`` where each
 RUN_DIR is a ``cvx-fenchel train --model fenchel --data-dir ... --epochs 10 --tol-x T --tol-w T``
@@ -29,8 +29,8 @@ def row(folder: Path) -> str:
 
 
 if __name__ == "__main__":
-    print("| tol X / W | final test accuracy | first epoch >= 0.97 | mean inner iterations, epoch 1 / 10 |"
-          " training s (10 epochs) | test accuracy by epoch |")
+    print("| tol X / W | final test accuracy | first epoch >= 0.97 | mean inner iterations, first / last epoch |"
+          " training s | test accuracy by epoch |")
     print("|---|---|---|---|---|---|")
     for d in sys.argv[1:]:
         print(row(Path(d)))
