@@ -372,7 +372,12 @@ def pcg_metric(grad_at: Callable[[Tree, Any], Tree], image: Callable[[Tree], Any
     many good steps: 9e-5 against 2e-8 relative gap after 30 iterations).
     Each iteration is one ``image``, one gradient from the updated ``U`` and one ``solve_P``;
     all of it stays on the device (no host read) except the stopping test, read every
-    :func:`~cvx_fenchel.backend.check_interval` iterations.
+    :func:`~cvx_fenchel.backend.check_interval` iterations. The per-block sums are single
+    ``einsum`` passes (:func:`~cvx_fenchel.backend.block_dot`); where the data term offers them,
+    ``curv_blocks(U, D, k)`` gives :math:`\varphi''`'s data part and ``value_diff_blocks(U1, U0, k)``
+    the change of the data term between the two trial points from entrywise differences (a
+    Fenchel-Young divergence: :math:`F^*(u_1) - F^*(u_0) - v(u_1 - u_0)`), else ``curv_dir`` and
+    two ``value_elems`` are summed.
 
     Stops at ``x`` as soon as the caller's convergence certificate holds: the residual
     :math:`\|\nabla f(x)\| / L \le` ``tol`` :math:`\max(1, \|x\|)` (``L = lipschitz``) and, when
