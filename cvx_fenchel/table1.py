@@ -65,10 +65,8 @@ what is done here and why:
   ``--n-train N`` (first N training rows) and small ``--epochs``/``--sweeps`` exist for smoke
   tests only.
 
-A network whose training diverges (a NaN loss: e.g. raw pixels at lr 1e-5) is a result of its
-settings, not an error: the cell is listed under ``"diverged"`` in ``results.json`` (its error,
-config and command), gets no row, and the run goes on; ``--resume`` does not retry it.
-
+A network whose training diverges (NaN loss: e.g. raw pixels at lr 1e-5) is a result, not an
+error: listed under ``"diverged"`` in ``results.json``, no row; ``--resume`` does not retry it.
 Resuming: every row records its ``config`` (the settings that decide its number); ``--resume``
 skips a cell whose row exists with the same config (and, for the lifted model, whose weights
 file still exists). A killed cell starts again from its beginning (no checkpoint inside a cell:
@@ -213,8 +211,7 @@ def cells(seeds: Any = None, archs: Any = None, inits: Any = None, lrs: Any = No
 # ------------------------------------------------------------------------------- training
 
 
-#: ``--pixels``: the inputs as the report's networks may have seen them.
-PIXELS = ("unit", "raw")
+PIXELS = ("unit", "raw")  #: ``--pixels``: the inputs as the report's networks may have seen them
 
 
 def _data(data_dir: str | None, n_train: int | None, pixels: str = "unit") -> tuple:
@@ -222,8 +219,7 @@ def _data(data_dir: str | None, n_train: int | None, pixels: str = "unit") -> tu
     if pixels not in PIXELS:
         raise InputError(f"pixels must be one of {PIXELS}, got {pixels!r}")
     Xtr, ytr, Xte, yte = load_mnist(data_dir, normalize=pixels == "unit", flatten=True)
-    if pixels == "raw":
-        Xtr, Xte = (np.asarray(X, dtype=np.float64) for X in (Xtr, Xte))
+    Xtr, Xte = (np.asarray(X, dtype=np.float64) for X in (Xtr, Xte)) if pixels == "raw" else (Xtr, Xte)
     if n_train is not None:
         Xtr, ytr = Xtr[:n_train], ytr[:n_train]
     return Xtr, ytr, Xte, yte
@@ -525,20 +521,18 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
             print(f"lambda = {st.lam:g}", flush=True)
         if resume and c[2] not in RANDOM and done(c):
             continue
-        cfg = json.loads(json.dumps(st.config(c[2])))
+        cfg = json.loads(json.dumps(st.config(c[2])))  # diverged before with these settings: would again
         if resume and any(_key(d) == c and d.get("config") == cfg for d in results.get("diverged", [])):
-            continue  # diverged before with these settings: it would again (the run is deterministic)
+            continue
         try:
             row = _run_cell(c, st, data, out)
         except InputError as exc:  # a network that diverges is a result of its settings (e.g. raw pixels)
             if not str(exc).startswith("training diverged"):
                 raise
-            results["diverged"] = [d for d in results.get("diverged", []) if _key(d) != c] + [
-                {"arch": c[0], "lr": c[1], "init": c[2], "seed": c[3], "error": str(exc), "config": cfg,
-                 "command": _command(c, st, data_dir, out)}]
+            results["diverged"] = [d for d in results.get("diverged", []) if _key(d) != c] + [dict(
+                zip(("arch", "lr", "init", "seed"), c), error=str(exc), config=cfg, command=_command(c, st, data_dir, out))]
             _write(out, results)
-            print(f"[-/{len(todo)}] {c[0]} lr={c[1]} {c[2]} seed {c[3]}: diverged ({exc}); recorded "
-                  "under 'diverged' in results.json, no row", flush=True)
+            print(f"[-/{len(todo)}] {c[0]} lr={c[1]} {c[2]} seed {c[3]}: {exc} (under 'diverged')", flush=True)
             continue
         row["command"] = _command(c, st, data_dir, out)
         results["rows"] = [r for r in results["rows"] if _key(r) != c] + [row]
@@ -575,9 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=17, help="standard networks (report: 17)")
     p.add_argument("--sweeps", type=int, default=20, help="lifted model BCD sweeps")
     p.add_argument("--n-train", type=int, default=None, help="use the first N training rows")
-    p.add_argument("--pixels", choices=PIXELS, default="unit",
-                   help="input scale: 'unit' (X / 255, the default) or 'raw' (0..255; a gap study, "
-                        "written to its own --out)")
+    p.add_argument("--pixels", choices=PIXELS, default="unit", help="input scale: 'unit' (X / 255, "
+                   "the default) or 'raw' (0..255; a gap study, written to its own --out)")
     p.add_argument("--resume", action="store_true", help="skip cells already in results.json")
     p.add_argument("--dry-run", action="store_true", help="list the cells and estimate the time")
     from .distributed import add_cluster_arguments, check_cluster_args, client_from_args, cluster_requested
