@@ -43,20 +43,26 @@ def sigkill_when(child: subprocess.Popen, ready: Path, *, timeout: float, what: 
             child.wait()
 
 
-def ctrl_c_after_fenchel_batch(monkeypatch, epoch: int, batch: int):
-    """Make the Fenchel trainer's history raise KeyboardInterrupt (a Ctrl-C) right after it
-    records batch ``batch`` of epoch ``epoch`` (records with a relaxed objective: baselines' batch
-    records pass); returns the function that undoes it."""
+def ctrl_c_after_batch(monkeypatch, when):
+    """Make every history raise KeyboardInterrupt (a Ctrl-C) right after it records a batch record
+    ``rec`` with ``when(rec)`` true; returns the function that undoes it."""
     from cvx_fenchel.history import History
     log_batch = History.log_batch
 
     def interrupt(self, **rec):
         log_batch(self, **rec)
-        if "relaxed_objective" in rec and (rec["epoch"], rec["batch"]) == (epoch, batch):
+        if when(rec):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(History, "log_batch", interrupt)
     return lambda: monkeypatch.setattr(History, "log_batch", log_batch)
+
+
+def ctrl_c_after_fenchel_batch(monkeypatch, epoch: int, batch: int):
+    """:func:`ctrl_c_after_batch` right after the Fenchel trainer records batch ``batch`` of epoch
+    ``epoch`` (records with a relaxed objective: baselines' batch records pass)."""
+    return ctrl_c_after_batch(monkeypatch, lambda rec: "relaxed_objective" in rec
+                              and (rec["epoch"], rec["batch"]) == (epoch, batch))
 
 
 def unfinished(path) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from conftest import ctrl_c_after_fenchel_batch, sigkill_when, small, unfinished, untimed
+from conftest import ctrl_c_after_batch, ctrl_c_after_fenchel_batch, sigkill_when, small, unfinished, untimed
 
 from cvx_fenchel import cli, experiments
 from cvx_fenchel.checkpoint import CheckpointError, load_checkpoint, read_state
@@ -222,18 +222,10 @@ def test_nothing_to_resume_and_conflicting_flags_are_clear_errors(tmp_path, caps
 
 def test_a_folder_holding_a_checkpoint_is_refused_without_resume_or_overwrite(tmp_path, capsys,
                                                                              monkeypatch, reference):
-    from cvx_fenchel.history import History
     out = tmp_path / "run"
-    log_batch = History.log_batch
-
-    def interrupt(self, **rec):
-        log_batch(self, **rec)
-        if rec["batch"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(History, "log_batch", interrupt)
+    undo = ctrl_c_after_batch(monkeypatch, lambda rec: rec["batch"] == 3)
     assert cli.main([*RUN, "--out", str(out)]) == 130
-    monkeypatch.setattr(History, "log_batch", log_batch)
+    undo()
     for flags in (RUN, ["train", "--model", "sgd", "--epochs", "1", "--quiet"]):
         assert cli.main([*flags, "--out", str(out)]) == 2
         err = capsys.readouterr().err
@@ -243,9 +235,9 @@ def test_a_folder_holding_a_checkpoint_is_refused_without_resume_or_overwrite(tm
     _same(_result(out), reference)
     # the default --out never lands on a killed run; --resume without --out finds it
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(History, "log_batch", interrupt)
+    undo = ctrl_c_after_batch(monkeypatch, lambda rec: rec["batch"] == 3)
     assert cli.main(RUN) == 130
-    monkeypatch.setattr(History, "log_batch", log_batch)
+    undo()
     assert cli.main(["train", "--model", "sgd", "--epochs", "1", "--quiet"]) == 0
     assert (tmp_path / "runs/train-2/history.json").exists()
     assert cli.main(["train", "--resume", "--quiet"]) == 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sigkill_when, small, unfinished, untimed
+from conftest import ctrl_c_after_batch, sigkill_when, small, unfinished, untimed
 
 torch = pytest.importorskip("torch")
 
@@ -153,17 +153,10 @@ def test_a_ctrl_c_mid_epoch_then_resume_with_the_full_command(tmp_path, capsys, 
     """Ctrl-C (an exception) after global batch 31 (batch 7 of epoch 3; checkpoints every 3
     batches): resumed from the checkpoint after batch 6 of epoch 3, the full command given again."""
     out = tmp_path / "run"
-    log_batch = History.log_batch
-
-    def interrupt(self, **rec):
-        log_batch(self, **rec)
-        if rec["batch"] == 31:
-            raise KeyboardInterrupt
-
     argv = [*RUN, "--model", "adam", "--checkpoint-every", "3", "--out", str(out)]
-    monkeypatch.setattr(History, "log_batch", interrupt)
+    undo = ctrl_c_after_batch(monkeypatch, lambda rec: rec["batch"] == 31)
     assert cli.main(argv) == 130
-    monkeypatch.setattr(History, "log_batch", log_batch)
+    undo()
     assert (read_state(out / "checkpoints")["epoch"], read_state(out / "checkpoints")["batch"]) == (2, 6)
     assert cli.main([*argv, "--resume"]) == 0
     assert "at epoch 3, batch 7" in capsys.readouterr().out
