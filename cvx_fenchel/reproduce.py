@@ -47,7 +47,8 @@ defaults, a variant is reported beside them). The figures are data in :mod:`cvx_
 * ``fig3-gaps``: Fenchel with the output layer's gamma 10 (the original code's ``rhod``) instead
   of our conversion ``10 * batch_size``; Fenchel in float64; Fenchel with solver tolerances
   1e-7; SGD with step 0.05 and 0.1;
-* ``fig4-gaps``: Adam with step 1e-4.
+* ``fig4-gaps``: Adam with step 1e-4; Fenchel with every X-step weight ``coef`` 1 instead of the
+  original code's ``lbd_coef`` (1, 1, 5, 1, 5).
 
 ``all`` runs every figure above (the papers' figures first, then the gap studies), the MNIST
 ones on ``--data-dir`` and the CIFAR-10 ones on ``--cifar-dir``. ``--dry-run`` prints the

@@ -227,6 +227,10 @@ def test_figures_carry_the_papers_settings():
     assert g3["fenchel-float64"]["dtype"] == "float64" and g3["fenchel-tol1e-7"]["tol_w"] == 1e-7
     assert [dict(r.options)["lr"] for r in FIGURES["fig2-gaps"].runs] == [0.05, 0.1]
     assert dict(FIGURES["fig4-gaps"].runs[0].options)["lr"] == 1e-4
+    g4 = {r.name: dict(r.options) for r in FIGURES["fig4-gaps"].runs}
+    # the coef variant changes only the X-step weights of the paper's one-step Fenchel run
+    assert {k: v for k, v in g4["fenchel-coef1"].items() if k != "coef"} == fen
+    assert g4["fenchel-coef1"]["coef"] == (1.0,) * 5
     assert ALL == ("fig1", "fig2", "fig3", "fig4", "fig2-gaps", "fig3-gaps", "fig4-gaps")
 
 
