@@ -208,7 +208,7 @@ register_kind(SubproblemKind(
     XHidden, ("fista",), build_x_hidden, uses_activation=True, map_role="hidden"))
 register_kind(SubproblemKind(
     "X-last", rf"min_Z c Loss(Y, A(Z) + b) + lam_prev {_B}_prev(Z, U_prev), Z in dom F_prev",
-    XLast, ("fista",), build_x_last, uses_activation=True, per_loss=True, map_role="last"))
+    XLast, ("newton", "fista"), build_x_last, uses_activation=True, per_loss=True, map_role="last"))
 register_kind(SubproblemKind(
     "W-hidden", rf"min_(W,b) lam {_B}(X_next, A(X; W) + b) + rho ||(W,b)||^2 + gamma ||(W,b) - (W0,b0)||^2",
     WHidden, _W_SOLVERS, build_w_step, uses_activation=True, map_role="hidden", w_step=True, features=True))

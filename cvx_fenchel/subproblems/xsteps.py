@@ -158,10 +158,19 @@ class XStep:
         return self.prev.start()
 
     def solve_fast(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
-                   warn: bool = True) -> FastResult:
+                   warn: bool = True, **options) -> FastResult:
         """Accelerated proximal gradient (FISTA with restart) from ``x0`` (default :meth:`start`;
-        projected on the domain), ``method="fista"``."""
-        return drive(self.solve_fast_steps(x0, tol=tol, max_iter=max_iter, warn=warn))
+        projected on the domain), ``method="fista"`` (``options``: see the subclass's
+        :meth:`solve_fast_steps`)."""
+        return drive(self.solve_fast_steps(x0, tol=tol, max_iter=max_iter, warn=warn, **options))
+
+    def _start_point(self, x0):
+        """``x0`` checked and projected on the domain (default :meth:`start`)."""
+        if x0 is None:
+            return self.start()
+        return self.prev.project(check_array(x0, f"x0 of {self.name}", finite=not inputs_trusted(),
+                                             shape=(self.m,) + tuple(self.map.in_shape),
+                                             xp=self.xp, dtype=self.dtype))
 
     def solve_fast_steps(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
                          warn: bool = True):
@@ -173,12 +182,7 @@ class XStep:
         t0 = time.perf_counter()
         tol = solver_tol(tol, self.dtype)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
-        if x0 is None:
-            Z0 = self.start()
-        else:
-            Z0 = self.prev.project(check_array(x0, f"x0 of {self.name}", finite=not inputs_trusted(),
-                                               shape=(self.m,) + tuple(self.map.in_shape),
-                                               xp=self.xp, dtype=self.dtype))
+        Z0 = self._start_point(x0)
         x, n, conv, res = yield from fista_steps(self._grad, self._prox, (Z0,), self.lipschitz, tol=tol,
                                                  max_iter=max_iter, name=self.name, warn=warn)
         return result(x[0], self.objective(x[0]), n, conv, res, time.perf_counter() - t0, "fista")
@@ -271,3 +275,29 @@ class XLast(XStep):
         self.lam_prev, self.coef = lam_prev, coef
         self.data = LossTerm(self.loss_fn, self.Y, coef)
         self.prev = PrevDivergence(act_prev, self.U_prev, lam_prev)
+
+    #: what ``method="auto"`` picks: Newton where it applies (:func:`.newton.newton_applies`)
+    METHODS: ClassVar[tuple[str, ...]] = ("auto", "newton", "fista")
+
+    def solve_fast_steps(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
+                         warn: bool = True, method: str = "auto"):
+        """:meth:`XStep.solve_fast_steps` with a choice of ``method``: ``"newton"``, the projected
+        Newton method of :mod:`.newton` (cross-entropy over a dense layer, ReLU below:
+        ``method="newton"`` in the result, ``"newton+fista"`` if it handed over to FISTA),
+        ``"fista"``, or ``"auto"`` (Newton where it applies, else FISTA). Both stop on the
+        same certified prox-gradient residual."""
+        from .newton import ce_relu_newton_steps, newton_applies
+        if method not in self.METHODS:
+            raise InputError(f"{self.name}: method must be one of {self.METHODS}, got {method!r}")
+        use = newton_applies(self)
+        if method == "newton" and not use:
+            raise InputError(f"{self.name}: method='newton' needs the cross-entropy loss, a dense "
+                             "last layer and a ReLU previous layer with lam_prev > 0; use 'fista'")
+        if method == "fista" or not use:
+            return (yield from super().solve_fast_steps(x0, tol=tol, max_iter=max_iter, warn=warn))
+        t0 = time.perf_counter()
+        tol = solver_tol(tol, self.dtype)
+        max_iter = self.default_max_iter if max_iter is None else int(max_iter)
+        Z, n, conv, res, how = yield from ce_relu_newton_steps(self, self._start_point(x0), tol=tol,
+                                                               max_iter=max_iter, warn=warn)
+        return result(Z, self.objective(Z), n, conv, res, time.perf_counter() - t0, how)
