@@ -32,8 +32,8 @@ pytest.importorskip("torch")
 #: Cholesky check of the Gram preconditioner. The bounds leave one or two reads for inner-iteration
 #: counts that differ between CPUs (float32 rounding in other BLAS kernels). Since the
 #: cross-entropy X-last step is solved by projected Newton (subproblems.newton: one read per
-#: Newton iteration, its certified residual with the line searches' row counts), MLP 21 (X1 7)
-#: and LeNet-5 60 (X4 6).
+#: Newton iteration after the first, its certified residual with the line searches' row counts),
+#: MLP 20 (X1 6) and LeNet-5 59 (X4 5).
 MLP_SYNC_BOUND = 22
 LENET_LIKE_SYNC_BOUND = 48
 

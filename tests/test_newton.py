@@ -121,7 +121,7 @@ def test_a_newton_that_cannot_move_hands_over_to_fista(monkeypatch):
     ``converged`` still means FISTA's certified residual."""
     prob = _xlast(5)
     monkeypatch.setattr(newton, "_line_search",
-                        lambda Z, d, g, gF, ZU, O, *a: (Z, O, np.zeros(()), np.zeros(()), np.ones(Z.shape[0])))
+                        lambda Z, d, gA, gF, ZU, UU, O, *a: (Z, O, np.zeros(()), np.zeros(()), np.ones(Z.shape[0])))
     r = prob.solve_fast(tol=1e-9, max_iter=100_000, warn=False)
     assert r.method == "newton+fista" and r.converged and r.residual <= 1e-9
     assert _kkt(prob, r.x) < 1e-6

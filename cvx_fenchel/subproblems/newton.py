@@ -96,30 +96,31 @@ def ce_relu_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     f64 = xp.float64
     # w_j w_j^T for every input unit j, flattened: G of every row = free mask @ this table
     pairs = (W[:, :, None] * W[:, None, :]).reshape(n, k * k)
-    Z, O, n_moved, n_searching = Z0, _row_scores(Z0, W, b, xp), None, None
+    Z, O = Z0, _row_scores(Z0, W, b, xp)
     alpha0 = xp.ones(Z0.shape[0], dtype=f64)
+    UU = _rowdot(U, U, xp).astype(f64)  # for the rounding level of the line searches
     for it in range(1, max_iter + 1):
         lse = logsumexp(O.astype(f64), axis=1)
         P = xp.exp(O.astype(f64) - lse[:, None]).astype(Z.dtype)
         g_data = (c * (P - Y)) @ W.T
         ZU = Z - U
         g = g_data + lam * ZU
-        # the certified residual (FISTA's), read with the previous iteration's moved-row count
-        R = Z - prob.prev.prox(Z - g_data / L, 1.0 / L)
-        request = (_sq((R,), xp), _sq((Z,), xp)) + (() if n_moved is None else (n_moved, n_searching))
-        d2, z2, *moved = yield request
-        if moved and moved[0] == 0 and moved[1] == 0:  # no row moved or can: hand over to FISTA
-            return (yield from _fista_rest(prob, Z, it - 1, max_iter, tol, warn))
-        residual = math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(z2, 0.0)))
-        if residual <= tol:
-            return Z, it - 1, True, residual, "newton"
+        if it > 1:  # the certified residual (FISTA's), read with the last line search's counts
+            R = Z - prob.prev.prox(Z - g_data / L, 1.0 / L)
+            d2, z2, moved, searching = yield (_sq((R,), xp), _sq((Z,), xp), n_moved, n_searching)
+            residual = math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(z2, 0.0)))
+            if residual <= tol:
+                return Z, it - 1, True, residual, "newton"
+            if moved == 0 and searching == 0:  # no row moved or can (rounding): FISTA goes on
+                return (yield from _fista_rest(prob, Z, it - 1, max_iter, tol, warn))
         # epsilon-active set per row (Z - (Z - g)_+ = min(Z, g) on Z >= 0)
         step = xp.minimum(Z, g)
         eps = xp.minimum(xp.sqrt(_rowdot(step, step, xp)), EPS_ACTIVE)[:, None]
         Fm = (~((Z <= eps) & (g > 0))).astype(Z.dtype)
         gF = g * Fm
         d = direction(g, gF, Fm, P, W, pairs, c, lam, xp)
-        Z, O, n_moved, n_searching, alpha0 = _line_search(Z, d, g, gF, ZU, O, lse, W, Y, c, lam, alpha0, xp)
+        Z, O, n_moved, n_searching, alpha0 = _line_search(Z, d, g - gF, gF, ZU, UU, O, lse, W, Y, c, lam,
+                                                          alpha0, xp)
     R = Z - prob.prev.prox(Z - prob._grad((Z,))[0] / L, 1.0 / L)
     d2, z2, *_ = yield (_sq((R,), xp), _sq((Z,), xp), n_moved, n_searching)
     residual = math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(z2, 0.0)))
@@ -143,18 +144,19 @@ def direction(g, gF, Fm, P, W, pairs, c: float, lam: float, xp):
     return (Fm * (t @ W.T) - g) / lam
 
 
-def _line_search(Z, d, g, gF, ZU, O, lse, W, Y, c, lam, alpha0, xp):
+def _line_search(Z, d, gA, gF, ZU, UU, O, lse, W, Y, c, lam, alpha0, xp):
     r"""Per-row backtracking along the projection arc ``(Z + alpha d)_+``, at most :data:`TRIALS`
     step sizes per call from the row's ``alpha0`` (1, or where the row's last search failed, its
     last step size halved), with **no host read**. Returns ``(new Z, its scores Z W + b, rows
-    moved, rows still searching (both 0-d arrays), alpha0 for the next call)``. ``gF``: ``g`` on
-    the free set (0 on the active one), ``ZU = Z - U``.
+    moved, rows still searching (both 0-d arrays), alpha0 for the next call)``. ``gF``, ``gA``:
+    ``g`` on the free and on the active set (0 elsewhere), ``ZU = Z - U``, ``UU``: the rows'
+    squared norms of ``u``.
 
     The value change is
-    :math:`c(\mathrm{lse}(O + DW) - \mathrm{lse}(O) - y^	op DW) + \lambda D^	op(Z - U + D/2)`
+    :math:`c(\mathrm{lse}(O + DW) - \mathrm{lse}(O) - y^\top DW) + \lambda D^\top(Z - U + D/2)`
     with ``D = Z(alpha) - Z``; Armijo asks it to be at most
-    :math:`-\sigma(-lpha g_F^	op d + g_A^	op(Z - Z(lpha)))` where
-    :math:`g_A^	op(Z - Z(lpha)) = -g^	op D + g_F^	op D`. Where that predicted decrease is
+    :math:`-\sigma(-\alpha g_F^\top d + g_A^\top(Z - Z(\alpha)))` where
+    :math:`g_A^\top(Z - Z(\alpha)) = -g_A^\top D`. Where that predicted decrease is
     below the rounding level of the row's value (float64 sums of float ``eps``-rounded terms), the
     step is taken unless it raises the value beyond that level. Rows whose step leaves them in
     place need no search; a row that fails every trial stays where it is and resumes from the
@@ -166,41 +168,46 @@ def _line_search(Z, d, g, gF, ZU, O, lse, W, Y, c, lam, alpha0, xp):
     host = xp is np
     gd_free = _rowdot(gF, d, xp).astype(f64)  # sum over F of g_j d_j (< 0)
     ydot0 = _rowdot(Y, O, xp).astype(f64)
-    quad = _rowdot(Z, Z, xp) + xp.abs(_rowdot(Z, ZU, xp))
-    noise = (16 * float(xp.finfo(Z.dtype).eps)) * (c * (xp.abs(lse) + xp.abs(ydot0)) + lam * quad.astype(f64))
+    # |z.z| + |z.(z - u)| <= 2.5 z.z + 0.5 u.u bounds the size of the quadratic's terms
+    quad = 2.5 * _rowdot(Z, Z, xp).astype(f64) + 0.5 * UU
+    noise = (16 * float(xp.finfo(Z.dtype).eps)) * (c * (xp.abs(lse) + xp.abs(ydot0)) + lam * quad)
     moved = xp.zeros(m, dtype=bool)
     out, O_out = Z, O
     rows = None  # host: the rows still searching (None: all)
     pending = None
     for trial in range(TRIALS):
         if rows is None:
-            z, dd, o, gg, gf, zu, l0, gdf, yy, nz, a = Z, d, O, g, gF, ZU, lse, gd_free, Y, noise, alpha0
+            z, dd, o, ga, zu, l0, gdf, yy, nz, a = Z, d, O, gA, ZU, lse, gd_free, Y, noise, alpha0
         else:
             if rows.size == 0:
                 break
-            z, dd, o, gg, gf, zu = Z[rows], d[rows], O[rows], g[rows], gF[rows], ZU[rows]
+            z, dd, o, ga, zu = Z[rows], d[rows], O[rows], gA[rows], ZU[rows]
             l0, gdf, yy, nz, a = lse[rows], gd_free[rows], Y[rows], noise[rows], alpha0[rows]
         a = a * 0.5 ** trial
         Za = xp.maximum(z + a[:, None].astype(Z.dtype) * dd, 0)
         D = Za - z
+        DD = _rowdot(D, D, xp)
         if trial == 0:  # rows the step leaves in place: nothing to search
-            pending = xp.any(D != 0, axis=1)
+            pending = DD > 0
         DW = D @ W
         dce = logsumexp((o + DW).astype(f64), axis=1) - l0 - _rowdot(yy, DW, xp).astype(f64)
-        dquad = (_rowdot(D, zu, xp) + 0.5 * _rowdot(D, D, xp)).astype(f64)
+        dquad = (_rowdot(D, zu, xp) + 0.5 * DD).astype(f64)
         change = c * dce + lam * dquad  # f(z(alpha)) - f(z)
-        want = SIGMA * (-a * gdf + (_rowdot(gg, D, xp) - _rowdot(gf, D, xp)).astype(f64))
+        want = SIGMA * (-a * gdf - _rowdot(ga, D, xp).astype(f64))
         ok = (change <= -want) | ((want <= nz) & (change <= nz))
         if host:
             if trial == 0:
                 ok &= pending
-            idx = np.flatnonzero(ok) if rows is None else rows[ok]
-            if out is Z:
-                out, O_out = Z.copy(), O.copy()
+                out = xp.where(ok[:, None], Za, Z)
+                O_out = xp.where(ok[:, None], o + DW, O)
+                moved |= ok
+                rows = np.flatnonzero(pending & ~ok)
+                continue
+            idx = rows[ok]
             out[idx] = Za[ok]
             O_out[idx] = o[ok] + DW[ok]
             moved[idx] = True
-            rows = np.flatnonzero(pending & ~ok) if rows is None else rows[~ok]
+            rows = rows[~ok]
         else:
             ok = ok & pending & ~moved
             out = xp.where(ok[:, None], Za, out)
