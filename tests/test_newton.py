@@ -121,7 +121,8 @@ def test_a_newton_that_cannot_move_hands_over_to_fista(monkeypatch):
     ``converged`` still means FISTA's certified residual."""
     prob = _xlast(5)
     monkeypatch.setattr(newton, "_line_search",
-                        lambda Z, d, gA, gF, ZU, UU, O, *a: (Z, O, np.zeros(()), np.zeros(()), np.ones(Z.shape[0])))
+                        lambda Z, d, gA, gF, ZU, UU, O, *a:
+                        (Z, O, np.zeros(()), np.zeros(()), np.ones(Z.shape[0])))
     r = prob.solve_fast(tol=1e-9, max_iter=100_000, warn=False)
     assert r.method == "newton+fista" and r.converged and r.residual <= 1e-9
     assert _kkt(prob, r.x) < 1e-6
@@ -163,3 +164,19 @@ def test_newton_keeps_the_domain_exactly():
         r = prob.solve_fast(tol=1e-9, method="newton")
     assert float(r.x.min()) >= 0.0
     assert drive(prob.solve_fast_steps(tol=1e-9)).objective == pytest.approx(r.objective, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), lam=st.floats(0.05, 20.0), coef=st.just(0.0) | st.floats(1e-3, 20.0),
+       zero=st.floats(0.0, 0.9))
+def test_the_one_pass_residual_map_is_fistas(seed, lam, coef, zero):
+    """``Z - T(Z) = min(Z, s g)`` (``s = (1/L)/(1 + lam/L)``, ``g`` the full gradient) equals
+    ``Z - prox(Z - grad_data/L, 1/L)`` computed by the X-step's own prox, on points with zeros."""
+    prob = _xlast(seed, lam=lam, coef=coef)
+    rng = np.random.default_rng(seed + 1)
+    Z = np.maximum(rng.normal(size=(prob.m, prob.U_prev.shape[1])), 0) * (rng.random((prob.m, 1)) > zero)
+    L = prob.lipschitz
+    g = prob.grad(Z)
+    want = Z - prob._prox((Z - prob._grad((Z,))[0] / L,), 1.0 / L)[0]
+    np.testing.assert_allclose(newton.prox_grad_step_relu(Z, g, L, prob.lam_prev, np), want,
+                               rtol=1e-10, atol=1e-12)

@@ -17,7 +17,7 @@ problem is :math:`\lambda`-strongly convex with gradient
 a multiple of the identity plus a rank-``k`` term (``k`` = 10 classes against ``n`` = 84 to 300
 hidden units). Bertsekas' projected Newton method (1982) takes, per row, the
 :math:`\varepsilon`-active set :math:`A = \{j : z_j \le \varepsilon,\ g_j > 0\}` (with
-:math:`\varepsilon = \min(10^{-3}, \|z - (z - g)_+\|)`), the Newton direction on the free set
+:math:`\varepsilon = \min(10^{-3}, \|z - (z - sg)_+\|)`, ``s`` below), the Newton direction on the free set
 :math:`F` and the scaled gradient :math:`-g_A/\lambda` on ``A``; by Woodbury on the free block,
 
 .. math::
@@ -34,7 +34,8 @@ from differences (``lse`` in float64, the quadratic as :math:`\Delta^\top(z - u 
 so the test stays meaningful in float32 near the optimum.
 
 Stopping: the **same certified residual as FISTA's** (:func:`~cvx_fenchel.solvers.prox_grad_residual`
-of the X-step's prox-gradient map, step :math:`1/L`), read once per iteration (one host
+of the X-step's prox-gradient map, step :math:`1/L`: for the ReLU term it is
+:math:`\|\min(z, s g)\|` with :math:`s = (1/L)/(1 + \lambda/L)`, one pass), read once per iteration (one host
 synchronisation) together with the numbers of rows that moved and that are still searching;
 ``converged`` means that residual reached ``tol``. An iteration in which no row moved and none
 is still searching (line searches lost in rounding) hands over to FISTA from the current point
@@ -55,7 +56,7 @@ from ..losses import logsumexp
 from ..errors import ConvergenceWarning
 from ..solvers import _sq, fista_steps
 
-__all__ = ["newton_applies", "ce_relu_newton_steps", "direction"]
+__all__ = ["newton_applies", "ce_relu_newton_steps", "direction", "prox_grad_step_relu"]
 
 #: Armijo constant, the step sizes tried per iteration and per row (each half the one before),
 #: and the smallest step size a row keeps searching at.
@@ -105,17 +106,16 @@ def ce_relu_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
         g_data = (c * (P - Y)) @ W.T
         ZU = Z - U
         g = g_data + lam * ZU
+        R = prox_grad_step_relu(Z, g, L, lam, xp)
         if it > 1:  # the certified residual (FISTA's), read with the last line search's counts
-            R = Z - prob.prev.prox(Z - g_data / L, 1.0 / L)
             d2, z2, moved, searching = yield (_sq((R,), xp), _sq((Z,), xp), n_moved, n_searching)
             residual = math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(z2, 0.0)))
             if residual <= tol:
                 return Z, it - 1, True, residual, "newton"
             if moved == 0 and searching == 0:  # no row moved or can (rounding): FISTA goes on
                 return (yield from _fista_rest(prob, Z, it - 1, max_iter, tol, warn))
-        # epsilon-active set per row (Z - (Z - g)_+ = min(Z, g) on Z >= 0)
-        step = xp.minimum(Z, g)
-        eps = xp.minimum(xp.sqrt(_rowdot(step, step, xp)), EPS_ACTIVE)[:, None]
+        # epsilon-active set per row: eps = min(||Z - (Z - s g)_+||, 1e-3) (Bertsekas, scaling s)
+        eps = xp.minimum(xp.sqrt(_rowdot(R, R, xp)), EPS_ACTIVE)[:, None]
         Fm = (~((Z <= eps) & (g > 0))).astype(Z.dtype)
         gF = g * Fm
         d = direction(g, gF, Fm, P, W, pairs, c, lam, xp)
@@ -128,6 +128,15 @@ def ce_relu_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
         warnings.warn(f"{prob.name}: projected Newton stopped at the iteration cap ({max_iter}) "
                       f"with residual {residual:.3g} > tol {tol:.3g}", ConvergenceWarning, stacklevel=5)
     return Z, max_iter, residual <= tol, residual, "newton"
+
+
+def prox_grad_step_relu(Z, g, L: float, lam: float, xp):
+    r""":math:`Z - T(Z)` for FISTA's prox-gradient step :math:`T` of this X-step (step ``1/L`` on
+    the loss, prox of :math:`\lambda(\tfrac12 z^2 - uz)` on :math:`z \ge 0`), from the full
+    gradient ``g``: :math:`T(Z) = ((1 + \lambda/L) Z - g/L)_+ / (1 + \lambda/L) = (Z - s g)_+`
+    with :math:`s = (1/L)/(1 + \lambda/L)`, so :math:`Z - T(Z) = \min(Z, s g)` on ``Z >= 0``
+    (one pass instead of the prox's six)."""
+    return xp.minimum(Z, ((1.0 / L) / (1.0 + lam / L)) * g)
 
 
 def direction(g, gF, Fm, P, W, pairs, c: float, lam: float, xp):
