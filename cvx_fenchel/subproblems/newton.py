@@ -17,8 +17,8 @@ problem is :math:`\lambda`-strongly convex with gradient
 a multiple of the identity plus a rank-``k`` term (``k`` = 10 classes against ``n`` = 84 to 300
 hidden units). Bertsekas' projected Newton method (1982) takes, per row, the
 :math:`\varepsilon`-active set :math:`A = \{j : z_j \le \varepsilon,\ g_j > 0\}` (with
-:math:`\varepsilon = \min(10^{-3}, \|z - (z - sg)_+\|)`, ``s`` below), the Newton direction on the free set
-:math:`F` and the scaled gradient :math:`-g_A/\lambda` on ``A``; by Woodbury on the free block,
+:math:`\varepsilon = \min(10^{-3}, \|z - (z - sg)_+\|)`, ``s`` below), the Newton direction on
+the free set :math:`F` and the scaled gradient :math:`-g_A/\lambda` on ``A``; by Woodbury on the free block,
 
 .. math::
     H_{FF}^{-1} r = \tfrac1\lambda\big(r - W_F\,(\lambda I_k + c\,S G)^{-1} c\,S\,W_F^\top r\big),
@@ -35,8 +35,8 @@ so the test stays meaningful in float32 near the optimum.
 
 Stopping: the **same certified residual as FISTA's** (:func:`~cvx_fenchel.solvers.prox_grad_residual`
 of the X-step's prox-gradient map, step :math:`1/L`: for the ReLU term it is
-:math:`\|\min(z, s g)\|` with :math:`s = (1/L)/(1 + \lambda/L)`, one pass), read once per iteration (one host
-synchronisation) together with the numbers of rows that moved and that are still searching;
+:math:`\|\min(z, s g)\|` with :math:`s = (1/L)/(1 + \lambda/L)`, one pass), read once per
+iteration (one host synchronisation) together with the numbers of rows that moved and that are still searching;
 ``converged`` means that residual reached ``tol``. An iteration in which no row moved and none
 is still searching (line searches lost in rounding) hands over to FISTA from the current point
 for the iterations left. The rows are independent: the only sums read are over all rows, so a
@@ -52,8 +52,8 @@ import warnings
 import numpy as np
 
 from ..backend import get_namespace
-from ..losses import logsumexp
 from ..errors import ConvergenceWarning
+from ..losses import logsumexp
 from ..solvers import _sq, fista_steps
 
 __all__ = ["newton_applies", "ce_relu_newton_steps", "direction", "prox_grad_step_relu"]
