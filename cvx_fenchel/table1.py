@@ -159,12 +159,12 @@ class Settings:
                 "n_train": self.n_train, **self._pixels()}
 
     def config(self, init: str) -> dict:
-        """The row ``config`` of a cell of column ``init`` (NN[Lifted] depends on both)."""
-        if init == "lnn":
-            return self.lnn_config()
+        """The row ``config`` of a cell of column ``init`` (NN[Lifted] depends on both), as JSON
+        reads it back (lists, not tuples), so it compares equal to a row's recorded one."""
+        cfg = self.lnn_config() if init == "lnn" else self.nn_config()
         if init == "lifted":
-            return {**self.nn_config(), "lifted": self.lnn_config()}
-        return self.nn_config()
+            cfg = {**cfg, "lifted": self.lnn_config()}
+        return json.loads(json.dumps(cfg))
 
 
 # ------------------------------------------------------------------------------- the grid
@@ -442,7 +442,7 @@ def _done(rows: list[dict], c: tuple, st: Settings, out: Path) -> bool:
     """Whether cell ``c`` has a row of the settings ``st`` (and, for the lifted model, its
     weights file): ``--resume`` skips it."""
     mine = [r for r in rows if _key(r) == c]
-    cfg = json.loads(json.dumps(st.config(c[2])))
+    cfg = st.config(c[2])
     ok = bool(mine) and mine[-1].get("config") == cfg
     return ok and (c[2] != "lnn" or lifted_path(out, c[0], c[3]).is_file())
 
@@ -521,7 +521,7 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
             print(f"lambda = {st.lam:g}", flush=True)
         if resume and c[2] not in RANDOM and done(c):
             continue
-        cfg = json.loads(json.dumps(st.config(c[2])))  # diverged before with these settings: would again
+        cfg = st.config(c[2])  # diverged before with these settings: would diverge again
         if resume and any(_key(d) == c and d.get("config") == cfg for d in results.get("diverged", [])):
             continue
         try:

@@ -13,9 +13,10 @@ other folders are left out) into ``DEST/<folder>/``:
   its per-batch records dropped (meta and epoch records kept; the meta says how many records
   and how many seconds of batch time were dropped: ``batch_records_dropped``,
   ``batch_seconds_dropped``, cumulative over archives; a run that has not finished leaves a
-  history marked ``partial``, written at each of its epoch ends: :func:`cvx_fenchel.history.progress`);
-  for a run that has not finished (a checkpoint ahead of the history, or a partial history or
-  none: a Fenchel, SGD or Adam run stopped by a kill or the end of a session), ``<model>/checkpoints/run.json``, a slim ``state.json`` and the one
+  history marked ``partial``, written at each of its epoch ends:
+  :func:`cvx_fenchel.history.progress`); for a run that has not finished (a checkpoint ahead of
+  the history, or a partial history or none: a Fenchel, SGD or Adam run stopped by a kill or the
+  end of a session), ``<model>/checkpoints/run.json``, a slim ``state.json`` and the one
   ``weights-<epoch>-<batch>.npz`` the state names. The slim state drops the batch records of the
   finished epochs; it keeps those of the epoch in progress (the Fenchel epoch's summary is their
   mean, so a resumed run's epoch records equal an uninterrupted run's; a torch run keeps its

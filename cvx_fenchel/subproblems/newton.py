@@ -74,11 +74,6 @@ def newton_applies(prob) -> bool:
             and prob.W is not None and getattr(prob.W, "ndim", 0) == 2)
 
 
-def _row_scores(Z, W, b, xp):
-    O = Z @ W
-    return O if b is None else O + b
-
-
 def _rowdot(A, B, xp):
     """Per-row inner products ``sum_j A_ij B_ij`` in one pass, no temporary."""
     return xp.einsum("ij,ij->i", A, B)
@@ -90,14 +85,14 @@ def ce_relu_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     :func:`~cvx_fenchel.solvers.drive`). Returns ``(Z, n_iter, converged, residual, method)``
     with ``method`` ``"newton"`` or ``"newton+fista"`` (handed over to FISTA)."""
     xp, _ = get_namespace(Z0)
-    W, b, Y, U = prob.W, prob.b, prob.Y, prob.U_prev
+    W, Y, U = prob.W, prob.Y, prob.U_prev
     c, lam = float(prob.coef), float(prob.lam_prev)
     n, k = W.shape
     L = prob.lipschitz
     f64 = xp.float64
     # w_j w_j^T for every input unit j, flattened: G of every row = free mask @ this table
     pairs = (W[:, :, None] * W[:, None, :]).reshape(n, k * k)
-    Z, O = Z0, _row_scores(Z0, W, b, xp)
+    Z, O = Z0, prob._U(Z0)  # the scores Z W + b; the line searches update them
     alpha0 = xp.ones(Z0.shape[0], dtype=f64)
     UU = _rowdot(U, U, xp).astype(f64)  # for the rounding level of the line searches
     for it in range(1, max_iter + 1):
@@ -121,7 +116,7 @@ def ce_relu_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
         d = direction(g, gF, Fm, P, W, pairs, c, lam, xp)
         Z, O, n_moved, n_searching, alpha0 = _line_search(Z, d, g - gF, gF, ZU, UU, O, lse, W, Y, c, lam,
                                                           alpha0, xp)
-    R = Z - prob.prev.prox(Z - prob._grad((Z,))[0] / L, 1.0 / L)
+    R = prox_grad_step_relu(Z, prob.grad(Z), L, lam, xp)
     d2, z2, *_ = yield (_sq((R,), xp), _sq((Z,), xp), n_moved, n_searching)
     residual = math.sqrt(max(d2, 0.0)) / max(1.0, math.sqrt(max(z2, 0.0)))
     if residual > tol and warn:

@@ -173,19 +173,26 @@ class XStep:
                                              xp=self.xp, dtype=self.dtype))
 
     def solve_fast_steps(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
-                         warn: bool = True):
-        """:meth:`solve_fast` as a generator of the scalars FISTA reads
+                         warn: bool = True, **options):
+        """:meth:`solve_fast` as a generator of the scalars its solver reads
         (:func:`~cvx_fenchel.solvers.fista_steps`, run by :func:`~cvx_fenchel.solvers.drive`): the
-        problem is separable over samples but FISTA's stopping and restart tests are sums over
+        problem is separable over samples but the stopping and restart tests are sums over
         all of them, so a data-parallel caller sends back the sums over every row block. Returns
-        the :class:`FastResult` (its ``objective`` is this problem's own)."""
+        the :class:`FastResult` (its ``objective`` is this problem's own). ``options`` go to
+        :meth:`_inner_steps` (a subclass's choice of solver)."""
         t0 = time.perf_counter()
         tol = solver_tol(tol, self.dtype)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
-        Z0 = self._start_point(x0)
+        Z, n, conv, res, how = yield from self._inner_steps(self._start_point(x0), tol, max_iter, warn,
+                                                            **options)
+        return result(Z, self.objective(Z), n, conv, res, time.perf_counter() - t0, how)
+
+    def _inner_steps(self, Z0, tol: float, max_iter: int, warn: bool):
+        """The solver from the feasible ``Z0``, as a generator; returns ``(Z, n_iter, converged,
+        residual, method)``. Here FISTA with restart."""
         x, n, conv, res = yield from fista_steps(self._grad, self._prox, (Z0,), self.lipschitz, tol=tol,
                                                  max_iter=max_iter, name=self.name, warn=warn)
-        return result(x[0], self.objective(x[0]), n, conv, res, time.perf_counter() - t0, "fista")
+        return x[0], n, conv, res, "fista"
 
     def cvxpy_problem(self):
         """``(problem, Z)``: the CVXPY declaration, ``Z`` a ``Variable((m, n_in))`` (C-order flattened samples)."""
@@ -279,13 +286,11 @@ class XLast(XStep):
     #: what ``method="auto"`` picks: Newton where it applies (:func:`.newton.newton_applies`)
     METHODS: ClassVar[tuple[str, ...]] = ("auto", "newton", "fista")
 
-    def solve_fast_steps(self, x0=None, *, tol: float | None = None, max_iter: int | None = None,
-                         warn: bool = True, method: str = "auto"):
-        """:meth:`XStep.solve_fast_steps` with a choice of ``method``: ``"newton"``, the projected
-        Newton method of :mod:`.newton` (cross-entropy over a dense layer, ReLU below:
-        ``method="newton"`` in the result, ``"newton+fista"`` if it handed over to FISTA),
-        ``"fista"``, or ``"auto"`` (Newton where it applies, else FISTA). Both stop on the
-        same certified prox-gradient residual."""
+    def _inner_steps(self, Z0, tol: float, max_iter: int, warn: bool, method: str = "auto"):
+        """``method`` (``solve_fast(method=...)``): ``"newton"``, the projected Newton method of
+        :mod:`.newton` (cross-entropy over a dense layer, ReLU below: ``method="newton"`` in the
+        result, ``"newton+fista"`` if it handed over to FISTA), ``"fista"``, or ``"auto"`` (Newton
+        where it applies, else FISTA). Both stop on the same certified prox-gradient residual."""
         from .newton import ce_relu_newton_steps, newton_applies
         if method not in self.METHODS:
             raise InputError(f"{self.name}: method must be one of {self.METHODS}, got {method!r}")
@@ -294,10 +299,5 @@ class XLast(XStep):
             raise InputError(f"{self.name}: method='newton' needs the cross-entropy loss, a dense "
                              "last layer and a ReLU previous layer with lam_prev > 0; use 'fista'")
         if method == "fista" or not use:
-            return (yield from super().solve_fast_steps(x0, tol=tol, max_iter=max_iter, warn=warn))
-        t0 = time.perf_counter()
-        tol = solver_tol(tol, self.dtype)
-        max_iter = self.default_max_iter if max_iter is None else int(max_iter)
-        Z, n, conv, res, how = yield from ce_relu_newton_steps(self, self._start_point(x0), tol=tol,
-                                                               max_iter=max_iter, warn=warn)
-        return result(Z, self.objective(Z), n, conv, res, time.perf_counter() - t0, how)
+            return (yield from super()._inner_steps(Z0, tol, max_iter, warn))
+        return (yield from ce_relu_newton_steps(self, Z0, tol=tol, max_iter=max_iter, warn=warn))
