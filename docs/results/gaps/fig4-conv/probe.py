@@ -5,7 +5,8 @@ prints one JSON line per variant (README.md). Every Fenchel variant starts from 
 ``fenchel-coef1`` setting of ``reproduce fig4-gaps`` (original preset, every X-step coef 1, one
 Adam W-step per batch with step 1e-3). ``conv`` variants change only the W-steps of the two
 convolutional layers (layers 0 and 1): ``steps`` Adam steps per batch (the gradient re-evaluated
-after each) with step ``lr``; this is done by wrapping :func:`cvx_fenchel.bcd.w_update` here, in
+after each) with step ``lr``; ``rho`` variants add a ridge ``rho ||W||^2`` (output layer only, or
+every layer); this is done by wrapping :func:`cvx_fenchel.bcd.w_update` here, in
 the probe, not in the library. The relative change of each layer's weights from the
 initialisation is printed at the end of each run."""
 import dataclasses, json, sys, time
@@ -23,6 +24,9 @@ variants = {
     "coef1-conv-steps3": (base, dict(lr=1e-3, steps=3)),
     "coef1-conv-steps3-lr3e-3": (base, dict(lr=3e-3, steps=3)),
     "coef1-conv-solve": (base, dict(solve=True)),
+    "coef1-rho-out1": (dict(base, rho=(0.0, 0.0, 0.0, 0.0, 1.0)), None),
+    "coef1-rho-out0.1": (dict(base, rho=(0.0, 0.0, 0.0, 0.0, 0.1)), None),
+    "coef1-rho-all0.1": (dict(base, rho=0.1), None),
 }
 _w_update = bcd.w_update
 CONV = {"lr": None}
