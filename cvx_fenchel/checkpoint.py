@@ -18,11 +18,13 @@ A checkpoint that cannot be read (a truncated or corrupt ``state.json`` or npz) 
 :class:`CheckpointError`, an :class:`~cvx_fenchel.errors.InputError` naming the file, never a raw
 ``BadZipFile``/``JSONDecodeError``. Resuming checks the run's settings first
 (:func:`config_mismatch`, :func:`check_resumable`): a run continues only with the config it
-started with (``epochs`` may grow; ``backend`` may change).
+started with (``epochs`` may grow; ``backend`` may change; a setting whose default has changed
+since keeps its former default unless the resume names it, :data:`FORMER_DEFAULTS`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -42,12 +44,14 @@ from .network import Network
 
 __all__ = [
     "FORMAT",
+    "FORMER_DEFAULTS",
     "FREE_FIELDS",
     "STATE_FILE",
     "CheckpointError",
     "check_resumable",
     "clear_checkpoint",
     "config_mismatch",
+    "with_former_defaults",
     "has_checkpoint",
     "load_checkpoint",
     "mismatch_error",
@@ -63,6 +67,11 @@ FORMAT = 2
 #: Config fields a resumed run may change: ``epochs`` (train further), ``backend`` (NumPy/CuPy)
 #: and the provenance ``overrides`` (the values themselves are compared).
 FREE_FIELDS = ("epochs", "backend", "overrides")
+#: Config fields whose default changed, with their former default. A checkpoint made under the
+#: former default resumes with it when the resume does not name the field (the run keeps the
+#: settings it started with): the X- and W-step tolerances were 1e-5 until the default became
+#: 1e-4 (docs/results/bench/README.md, "Iteration economy").
+FORMER_DEFAULTS = {"tol_x": 1e-5, "tol_w": 1e-5}
 
 
 class CheckpointError(InputError):
@@ -175,21 +184,37 @@ def config_mismatch(was: TrainConfig, now: TrainConfig) -> list[str]:
     return [k for k in b if k not in FREE_FIELDS and a.get(k) != b[k]]
 
 
+def with_former_defaults(config: TrainConfig, was: TrainConfig, explicit: Any = ()) -> TrainConfig:
+    """``config`` with each field of :data:`FORMER_DEFAULTS` that is not in ``explicit`` (the
+    fields the resume names) set to ``was``'s value where ``was`` (the checkpoint's config) holds
+    the former default and ``config`` the present one."""
+    fields = TrainConfig.__dataclass_fields__
+    keep = {k: getattr(was, k) for k, former in FORMER_DEFAULTS.items()
+            if k not in explicit and getattr(was, k) == former and getattr(config, k) == fields[k].default}
+    return dataclasses.replace(config, **keep) if keep else config
+
+
 def check_resumable(directory: str | os.PathLike, config: TrainConfig, was: TrainConfig | None = None,
-                    *, hint: str = "use another checkpoint_dir") -> None:
+                    *, hint: str = "use another checkpoint_dir", explicit: Any = None) -> TrainConfig:
     """Raise :class:`CheckpointError` naming every field in which ``config`` differs from the
-    config of the checkpoint in ``directory`` (or ``was``, when given)."""
+    config of the checkpoint in ``directory`` (or ``was``, when given). Returns the config the
+    run continues with: ``config``, or, when ``explicit`` (the names of the fields the resume
+    gives) is not None, ``config`` with the checkpoint's former defaults
+    (:func:`with_former_defaults`)."""
     if was is None:
         doc = read_state(directory)
         if doc.get("model", "fenchel") != "fenchel":
             raise CheckpointError(f"the checkpoint in {directory} is of a {doc['model']} run, not "
                                   f"of a Fenchel run; {hint}")
         if "config" not in doc:
-            return  # format 1: compared by network only (load_checkpoint)
+            return config  # format 1: compared by network only (load_checkpoint)
         was = TrainConfig.from_dict(doc["config"])
+    if explicit is not None:
+        config = with_former_defaults(config, was, explicit)
     bad = config_mismatch(was, config)
     if bad:
         raise mismatch_error(directory, was.to_dict(), config.to_dict(), bad, hint)
+    return config
 
 
 def mismatch_error(directory: str | os.PathLike, was: dict, now: dict, keys: list[str],

@@ -316,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "their ratio")
     s.add_argument("--max-epochs", type=int, default=5, help="--to-accuracy: epochs at most")
     s.add_argument("--tol", type=float, default=None,
-                   help="the Fenchel trainer's X- and W-step tolerance (default: the preset's 1e-5; "
-                        "1e-4 is the measured economical setting, docs/results/bench/README.md)")
+                   help="the Fenchel trainer's X- and W-step tolerance (default: the config's 1e-4, "
+                        "the measured economical setting, docs/results/bench/README.md; 1e-5 before)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="write bench.md and bench.json here")
     s.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

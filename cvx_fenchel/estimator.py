@@ -27,7 +27,7 @@ import numpy as np
 
 from .backend import check_array, check_int, get_backend, to_numpy
 from .bcd import predict_lifted
-from .checkpoint import CheckpointError, check_resumable, has_checkpoint
+from .checkpoint import FORMER_DEFAULTS, CheckpointError, check_resumable, has_checkpoint
 from .config import TrainConfig, preset
 from .datasets import one_hot
 from .errors import InputError
@@ -362,7 +362,8 @@ class FenchelClassifier:
         self.resumed_from_ = None
         if has_checkpoint(self.checkpoint_dir):
             # the run must continue with the settings it started with (epochs may grow)
-            check_resumable(self.checkpoint_dir, config)
+            check_resumable(self.checkpoint_dir, config, explicit=[k for k in FORMER_DEFAULTS
+                                                                    if getattr(self, k, None) is not None])
             trainer = BCDTrainer.load(self.checkpoint_dir, xp=xp)
             if trainer.network.to_dict() != net.to_dict():
                 raise CheckpointError(f"checkpoint in {self.checkpoint_dir} is for a different "

@@ -284,13 +284,13 @@ def test_porcelain_paths_keep_every_character():
 
 def test_tol_sets_both_step_tolerances_and_only_for_the_trainer_workloads():
     """``bench --tol T`` (the iteration-economy setting) benches the Fenchel trainer with X- and
-    W-step tolerance T; the preset's 1e-5 otherwise; refused for ``steps`` and when not positive,
+    W-step tolerance T; the config's default 1e-4 otherwise; refused for ``steps`` and when not positive,
     before any work."""
     from cvx_fenchel.bench.workloads import fenchel_bench_config
-    cfg = fenchel_bench_config("mlp", tol=1e-4)
-    assert (cfg.tol_x, cfg.tol_w) == (1e-4, 1e-4)
-    assert (fenchel_bench_config("lenet5").tol_x, fenchel_bench_config("lenet5").tol_w) == (1e-5, 1e-5)
-    assert fenchel_bench_config("mlp", tol=1e-4).replace(tol_x=1e-5, tol_w=1e-5) == fenchel_bench_config("mlp")
+    cfg = fenchel_bench_config("mlp", tol=1e-5)
+    assert (cfg.tol_x, cfg.tol_w) == (1e-5, 1e-5)
+    assert (fenchel_bench_config("lenet5").tol_x, fenchel_bench_config("lenet5").tol_w) == (1e-4, 1e-4)
+    assert fenchel_bench_config("mlp", tol=1e-5).replace(tol_x=1e-4, tol_w=1e-4) == fenchel_bench_config("mlp")
     with pytest.raises(InputError, match="--tol apply to the mlp and lenet5"):
         run_bench("steps", tol=1e-4)
     with pytest.raises(InputError, match="tol"):

@@ -181,6 +181,35 @@ def test_a_resume_with_other_settings_is_refused_naming_the_field(stopped, flags
     assert (stopped / "checkpoints" / "state.json").read_bytes() == before  # untouched
 
 
+def test_a_run_made_under_the_former_tolerance_default_resumes_with_it(stopped, tmp_path, capsys):
+    """A checkpoint made when the X- and W-step tolerances defaulted to 1e-5 (FORMER_DEFAULTS)
+    resumes with 1e-5 when the resume does not name them; a resume naming another tolerance is
+    refused naming the field; the estimator API (``tol_x=None``) resumes the same way."""
+    import shutil
+    from cvx_fenchel.checkpoint import FORMER_DEFAULTS
+    from cvx_fenchel.config import TrainConfig
+    assert FORMER_DEFAULTS == {"tol_x": 1e-5, "tol_w": 1e-5}
+    assert (TrainConfig().tol_x, TrainConfig().tol_w) == (1e-4, 1e-4)
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    state = run / "checkpoints" / "state.json"
+    doc = json.loads(state.read_text())
+    assert (doc["config"]["tol_x"], doc["config"]["tol_w"]) == (1e-4, 1e-4)  # made now
+    doc["config"].update(tol_x=1e-5, tol_w=1e-5)  # as made before the default changed
+    state.write_text(json.dumps(doc))
+    before = state.read_bytes()
+    assert cli.main(["train", "--out", str(run), "--resume", "--quiet", "--tol-x", "1e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "it was made with tol_x=1e-05; this run has tol_x=0.0001" in err, err
+    assert state.read_bytes() == before
+    assert cli.main(["train", "--out", str(run), "--resume", "--quiet", "--epochs", "1"]) == 0
+    doc = json.loads(state.read_text())
+    assert (doc["config"]["tol_x"], doc["config"]["tol_w"]) == (1e-5, 1e-5)
+    assert (doc["epoch"], doc["batch"]) == (1, 0)
+    hist = json.loads((run / "history.json").read_text())
+    assert (hist["meta"]["config"]["tol_x"], hist["meta"]["config"]["tol_w"]) == (1e-5, 1e-5)
+
+
 def test_a_resume_on_other_data_is_refused(stopped, capsys):
     assert cli.main(["train", "--out", str(stopped), "--resume", "--data-dir", str(stopped)]) == 2
     assert "it was made with data_dir=None; this run has data_dir=" in capsys.readouterr().err

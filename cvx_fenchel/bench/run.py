@@ -54,7 +54,7 @@ def run_bench(workload: str, *, backend: str = "numpy", batches: int | None = No
     folder (default: the embedded subset); ``to_accuracy``: also train both models until this test
     accuracy (at most ``max_epochs``); ``arch``/``batch_size``: override the workload's network
     and Fenchel batch (tests; the ``auto`` preset then picks ``plain`` for other networks);
-    ``tol``: the Fenchel trainer's X- and W-step tolerance instead of the preset's 1e-5.
+    ``tol``: the Fenchel trainer's X- and W-step tolerance instead of the config's default (1e-4).
     """
     if workload not in WORKLOADS:
         raise UnknownNameError(f"unknown bench workload {workload!r}; choose one of {WORKLOADS}")

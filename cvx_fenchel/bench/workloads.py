@@ -1,7 +1,7 @@
 r"""``bench mlp`` and ``bench lenet5``: the Fenchel trainer and the Adam baseline timed in one run.
 
 Fenchel: a :class:`~cvx_fenchel.trainer.BCDTrainer` built from the ``original`` preset of the
-architecture (Fig. 2 / Fig. 3 settings: batch 500, float32, caps 50 X / 30 W, tol 1e-5), the
+architecture (Fig. 2 / Fig. 3 settings: batch 500, float32, caps 50 X / 30 W, tol 1e-4), the
 training samples in the order of epoch 1; batch 0 is a warm-up (timed, reported apart), batches
 ``1..N`` are timed by the trainer's own record (``train_batch``: feed-forward, the BCD pass, the
 batch record). Every step's seconds and inner iterations come from the batch records
