@@ -6,10 +6,11 @@ prints one JSON line per variant (README.md). Every Fenchel variant starts from 
 Adam W-step per batch with step 1e-3). ``conv`` variants change only the W-steps of the two
 convolutional layers (layers 0 and 1): ``steps`` Adam steps per batch (the gradient re-evaluated
 after each) with step ``lr``; ``rho`` variants add a ridge ``rho ||W||^2`` (output layer only, or
-every layer); this is done by wrapping :func:`cvx_fenchel.bcd.w_update` here, in
+every layer); ``b2`` variants run every layer's Adam with ``beta2`` 0.99 instead of 0.999 (its
+second-moment estimate forgets over ~100 batches instead of ~1,000); this is done by wrapping :func:`cvx_fenchel.bcd.w_update` here, in
 the probe, not in the library. The relative change of each layer's weights from the
 initialisation is printed at the end of each run."""
-import dataclasses, json, sys, time
+import dataclasses, functools, json, sys, time
 import numpy as np
 from cvx_fenchel import bcd
 from cvx_fenchel import experiments as ex
@@ -27,8 +28,10 @@ variants = {
     "coef1-rho-out1": (dict(base, rho=(0.0, 0.0, 0.0, 0.0, 1.0)), None),
     "coef1-rho-out0.1": (dict(base, rho=(0.0, 0.0, 0.0, 0.0, 0.1)), None),
     "coef1-rho-all0.1": (dict(base, rho=0.1), None),
+    "coef1-b2-0.99": (base, None, dict(beta2=0.99)),
 }
 _w_update = bcd.w_update
+_adam_step = bcd.adam_step
 CONV = {"lr": None}
 
 
@@ -57,6 +60,7 @@ for name in sys.argv[1].split(","):
         m = ex.build_model("adam", dict(arch="lenet5", epochs=epochs, seed=0, lr=1e-3, batch_size=500))
     else:
         CONV["lr"] = v[1]
+        bcd.adam_step = functools.partial(_adam_step, **(v[2] if len(v) > 2 else {}))
         m = ex.build_model("fenchel", dict(arch="lenet5", epochs=epochs, seed=0, **v[0]))
     m.fit(Xtr, ytr, X_test=Xte, y_test=yte)
     h = getattr(m, "history_", None)
