@@ -211,3 +211,28 @@ def test_cli_writes_small_plots_per_figure_and_refuses_bad_folders(tmp_path, cap
     assert "nope is not a folder" in capsys.readouterr().err
     with pytest.raises(InputError, match="exists and is not a folder"):
         build_report(runs, out / "REPRODUCTION.md")
+
+
+def test_gap_studies_under_the_output_folder_are_linked_in_their_sections(tmp_path):
+    """Every ``gaps/<target>-*/README.md`` under the report's folder is listed, with its title
+    line, in that target's section only (a study of fig4 is not listed under fig3)."""
+    runs = tmp_path / "runs"
+    write_history(runs / "fig4-full" / "sgd", "sgd", [0.5], dataset="cifar10")
+    out = tmp_path / "out"
+    for name, title in (("fig4-probe", "# Fig. 4 probe: why it stalls"), ("fig4-conv", "## Conv layers"),
+                        ("table1-lambda", "# Lambda search")):
+        (out / "gaps" / name).mkdir(parents=True)
+        (out / "gaps" / name / "README.md").write_text(title + "\n\ntext\n")
+    (out / "gaps" / "fig4-empty").mkdir()  # no README: not a study
+    rep = build_report(runs, out, plots=False)
+    studies = {s["target"]: s["studies"] for s in rep["sections"]}
+    assert studies["fig4"] == [{"path": "gaps/fig4-conv/README.md", "title": "Conv layers"},
+                               {"path": "gaps/fig4-probe/README.md", "title": "Fig. 4 probe: why it stalls"}]
+    assert studies["table1"] == [{"path": "gaps/table1-lambda/README.md", "title": "Lambda search"}]
+    assert studies["fig3"] == [] and studies["fig1"] == []
+    md = (out / "REPRODUCTION.md").read_text()
+    fig4 = md.split("## Fig. 4")[1].split("## Table 1")[0]
+    assert "* [Fig. 4 probe: why it stalls](gaps/fig4-probe/README.md)" in fig4
+    assert "* [Conv layers](gaps/fig4-conv/README.md)" in fig4
+    assert "gaps/fig4" not in md.split("## Fig. 4")[0]
+    assert "* [Lambda search](gaps/table1-lambda/README.md)" in md.split("## Table 1")[1]

@@ -392,11 +392,25 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: str) -> dict:
 # --------------------------------------------------------------------------------------------
 # the report
 
+def gap_studies(out_dir: str | Path, target: str) -> list[dict]:
+    """The gap studies of ``target`` kept beside the report: every ``gaps/<target>-*/README.md``
+    under ``out_dir`` (a probe's script, command and raw output live in its folder), as
+    ``{"path": path relative to out_dir, "title": its first line without the leading '#'}``, by
+    folder name."""
+    out = []
+    for readme in sorted(Path(out_dir).glob(f"gaps/{target}-*/README.md")):
+        first = readme.read_text(errors="replace").strip().splitlines()[:1]
+        title = first[0].lstrip("#").strip() if first else readme.parent.name
+        out.append({"path": readme.relative_to(out_dir).as_posix(), "title": title})
+    return out
+
+
 def build_report(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Path, *,
                  include_subset: bool = False, command: str | None = None, plots: bool = True,
                  archived: str | Path | None = None) -> dict:
     """Read every run folder of ``runs_dir``, write ``REPRODUCTION.json``, ``REPRODUCTION.md``
     and one ``reproduction-<figure>.png`` per figure into ``out_dir``; return the report dict.
+    Each section lists the gap studies documented under ``out_dir/gaps/`` (:func:`gap_studies`).
 
     ``runs_dir``: one folder or several (their union: a folder name found in several, e.g.
     ``fig3-full``, is read model by model, the newest copy of each model winning, a tie going to
@@ -426,6 +440,8 @@ def build_report(runs_dir: str | Path | Sequence[str | Path], out_dir: str | Pat
     found, ignored = _folders(roots, include_subset)
     sections = [_figure_section(t, found[t], include_subset, where) for t in FIGURE_NUMBERS]
     sections.append(_table1_section(found["table1"], include_subset, where))
+    for s in sections:
+        s["studies"] = gap_studies(out_dir, s["target"])
     g = git_commit()
     report = {
         "generated": {"command": command or "cvx-fenchel report " + shlex.join(

@@ -113,6 +113,7 @@ def _md_figure(s: dict) -> list[str]:
             out.append(f"| `{v['folder']}` | {v['variant']} | {v['of'] or '(no paper number)'} | "
                        f"{_f(v['paper'], '.3f')} | {_f(v['ours'])} | {_f(v['diff_pp'], '+.2f')} | "
                        f"{v['status']} | {r.get('epochs') or ''} | {_secs(r.get('seconds'))} |")
+    out += _md_studies(s)
     runs = [(e["model"], e["run"]) for e in s["numbers"] if e.get("run")] + \
         [(f"{v['folder']}/{v['variant']}", v["run"]) for v in s["variants"]]
     if runs:
@@ -124,6 +125,14 @@ def _md_figure(s: dict) -> list[str]:
                        f"{_machine(r.get('machine'))}; backend {r.get('backend') or 'not recorded'}; "
                        f"commit {_commit(r.get('commit'))}")
     return out + [""]
+
+
+def _md_studies(s: dict) -> list[str]:
+    """Links to the section's gap studies (scripts, commands and raw output in their folders)."""
+    if not s.get("studies"):
+        return []
+    return ["", "Gap studies (each folder holds its script, command and raw output):", ""] + \
+        [f"* [{g['title']}]({g['path']})" for g in s["studies"]]
 
 
 def _md_table1(s: dict) -> list[str]:
@@ -167,7 +176,7 @@ def _md_table1(s: dict) -> list[str]:
         out += [f"| `{v['folder']}` | {v['variant']} | {v['paper']:.3f} | {v['ours']:.3f}"
                 f"{_pm(v['ours_two_std'])} | {v['n_seeds']} | {v['diff_pp']:+.2f} |"
                 for v in s["variants"]]
-    return out + [""]
+    return out + _md_studies(s) + [""]
 
 
 def plot(section: dict, path: Path) -> None:
