@@ -216,10 +216,11 @@ def w_update(prob: Any, config: TrainConfig, weights: Sequence, l: int, adam: di
                             res.n_iter)
     g = prob.grad(weights[l])
     if config.optimizer == "adam":
-        new[l], adam[l] = adam_step(tuple(weights[l]), tuple(g), adam.get(l), lr=config.lr)
+        new[l], adam[l] = adam_step(tuple(weights[l]), tuple(g), adam.get(l), lr=config.lr_of(l))
     else:
         W, b = weights[l]
-        new[l] = (W - config.lr * g[0], b - config.lr * g[1])
+        lr = config.lr_of(l)
+        new[l] = (W - lr * g[0], b - lr * g[1])
     return WStepOutcome(new, adam, config.optimizer, True, 1)
 
 

@@ -64,7 +64,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiments import OPTIONS, fresh_folder, recorded_model, resumable_folder, train
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
-    for k in ("lam", "rho", "gamma", "coef"):  # one value: every layer; several: one per layer
+    for k in ("lam", "rho", "gamma", "coef", "lr"):  # one value: every layer; several: one per layer
         if isinstance(options.get(k), list):
             options[k] = options[k][0] if len(options[k]) == 1 else tuple(options[k])
     from .distributed import check_cluster_args, client_from_args, cluster_requested
@@ -236,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--w-step", default=None, choices=C.W_STEPS,
                    help="solve each W-step, or take one gradient step (the paper's CIFAR-10 setting)")
     g.add_argument("--optimizer", default=None, choices=C.OPTIMIZERS, help="--w-step gradient")
-    g.add_argument("--lr", type=float, default=None,
-                   help="--w-step gradient: step size; also --model sgd/adam: learning rate")
+    g.add_argument("--lr", type=float, nargs="+", default=None, metavar="V",
+                   help="--w-step gradient: step size (several values: one per weighted layer); "
+                        "also --model sgd/adam: learning rate (one value)")
     g.add_argument("--tol-x", type=float, default=None, help="X-step residual tolerance")
     g.add_argument("--tol-w", type=float, default=None, help="W-step residual tolerance")
     g.add_argument("--max-iter-x", type=int, default=None, help="X-step iteration cap")

@@ -97,7 +97,8 @@ class TrainConfig:
         ``epochs``, ``batch_size`` (Algorithm 2; Algorithm 1 uses the whole set),
         ``algorithm`` ("batched" = Algorithm 2, "full" = Algorithm 1), ``K`` sweeps per batch,
         ``w_first`` (W-steps before X-steps), ``w_step`` ("solve" the W-subproblems, or one
-        "gradient" step on them with ``optimizer`` "adam"/"sgd" and step size ``lr``),
+        "gradient" step on them with ``optimizer`` "adam"/"sgd" and step size ``lr``: scalar or
+        one value per weighted layer, :meth:`lr_of`),
         ``tol_x``/``tol_w`` (scale-free residual tolerances, default 1e-4: the iteration-economy
         setting measured in docs/results/bench/README.md, 1e-5 before; None: the solver default) and
         ``max_iter_x``/``max_iter_w`` (iteration caps; None: the solver default).
@@ -161,10 +162,13 @@ class TrainConfig:
             set_(k, check_int(getattr(self, k), k, low))
         for k in ("max_iter_x", "max_iter_w"):
             set_(k, _opt(getattr(self, k), check_int, k, 1))
-        for k in ("tol_x", "tol_w", "lr"):
+        for k in ("tol_x", "tol_w"):
             v = getattr(self, k)
-            if v is not None or k == "lr":
+            if v is not None:
                 set_(k, check_scalar(v, k, low=0.0, low_inclusive=False))
+        if isinstance(self.lr, (list, tuple)) and any(v is None for v in self.lr):
+            raise InputError("lr must be a number or one number per weighted layer (no None)")
+        set_("lr", _per_layer(self.lr, "lr", positive=True))
         if not isinstance(self.w_first, (bool, np.bool_)):
             raise InputError(f"w_first must be True or False, got {self.w_first!r}")
         set_("w_first", bool(self.w_first))
@@ -189,6 +193,11 @@ class TrainConfig:
             raise InputError(f"unknown TrainConfig field(s) {bad}")
         return dataclasses.replace(self, **changes)
 
+    def lr_of(self, l: int) -> float:
+        """The gradient W-step's step size for weighted layer ``l`` (``lr`` is one number for
+        every layer, or one per weighted layer)."""
+        return self.lr[l] if isinstance(self.lr, tuple) else self.lr
+
     def layers(self) -> tuple[tuple[int, ...], list[Layer]]:
         """``(input_shape, layers)`` with the per-layer tuples applied to the weighted specs."""
         if isinstance(self.arch, str):
@@ -198,6 +207,9 @@ class TrainConfig:
         layers = [ly if isinstance(ly, Layer) else Layer.from_dict(ly, f"layer {i}")
                   for i, ly in enumerate(layers)]
         weighted = [i for i, ly in enumerate(layers) if ly.has_weights]
+        if isinstance(self.lr, tuple) and len(self.lr) != len(weighted):
+            raise InputError(f"lr has {len(self.lr)} entries but the network has {len(weighted)} "
+                             "weighted layers")
         for k in HYPER_PARAMETERS:
             v = getattr(self, k)
             if not isinstance(v, tuple):
@@ -240,7 +252,7 @@ class TrainConfig:
             shape, layers = d["arch"]
             d["arch"] = (tuple(shape) if isinstance(shape, list) else shape,
                          tuple(Layer.from_dict(ly, f"layer {i}") for i, ly in enumerate(layers)))
-        for k in HYPER_PARAMETERS + ("overrides",):
+        for k in HYPER_PARAMETERS + ("lr", "overrides"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return cls(**d)

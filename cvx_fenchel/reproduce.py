@@ -48,7 +48,8 @@ defaults, a variant is reported beside them). The figures are data in :mod:`cvx_
   of our conversion ``10 * batch_size``; Fenchel in float64; Fenchel with solver tolerances
   1e-7; SGD with step 0.05 and 0.1;
 * ``fig4-gaps``: Adam with step 1e-4; Fenchel with every X-step weight ``coef`` 1 instead of the
-  original code's ``lbd_coef`` (1, 1, 5, 1, 5).
+  original code's ``lbd_coef`` (1, 1, 5, 1, 5); the same with Adam step 3e-3 (instead of 1e-3)
+  for the two convolutional layers' W-steps (``docs/results/gaps/fig4-conv``).
 
 ``all`` runs every figure above (the papers' figures first, then the gap studies), the MNIST
 ones on ``--data-dir`` and the CIFAR-10 ones on ``--cifar-dir``. ``--dry-run`` prints the

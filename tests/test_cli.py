@@ -128,6 +128,9 @@ def test_a_flag_the_preset_fixes_overrides_it_and_the_header_says_so(flags, need
     (["train", "--settings", "original", "--arch", "784-100-10"], "'original' preset has settings for"),
     (["train", "--K", "0"], "K must be an integer >= 1"),
     (["train", "--lr", "-1"], "lr must be > 0.0"),
+    (["train", "--w-step", "gradient", "--lr", "0.1", "0.2", "0.3"],
+     "lr has 3 entries but the network has 2 weighted layers"),
+    (["train", "--model", "adam", "--lr", "0.1", "0.2"], "lr must be a real number, got (0.1, 0.2)"),
 ])
 def test_flags_a_model_or_preset_cannot_take_are_errors(argv, needle, capsys):
     assert cli.main(argv) == 2
@@ -168,6 +171,7 @@ def test_gradient_w_step_and_lifted_prediction_from_the_cli(tmp_path, small_mnis
                      "--backend", "numpy"]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert hist["meta"]["config"]["w_step"] == "gradient" and hist["meta"]["config"]["predict_rule"] == "lifted"
+    assert hist["meta"]["config"]["lr"] == 0.01  # one value: every layer's
     assert hist["meta"]["options"]["w_step"] == "gradient"
     assert 0.0 <= hist["epochs"][-1]["test_accuracy"] <= 1.0  # feed-forward, per epoch
     assert 0.0 <= hist["meta"]["final_test_accuracy_lifted"] <= 1.0

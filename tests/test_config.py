@@ -1,6 +1,7 @@
 """TrainConfig and its presets: the original settings, overrides, validation, round trips."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -76,6 +77,22 @@ def test_per_layer_tuples_must_match_the_weighted_layers():
         TrainConfig(gamma=(1.0, 2.0, 3.0)).network()
     net = TrainConfig(arch="6-5-4-3", lam=(0.5, None, None), rho=0.1, dtype="float64").network()
     assert [ly.lam for ly in net.layers] == [0.5, 1.0, 1.0] and {ly.rho for ly in net.layers} == {0.1}
+
+
+def test_lr_per_weighted_layer():
+    """``lr``: one step size, or one per weighted layer (checked against the network, each > 0,
+    no None), read by ``lr_of``; it survives the JSON round trip of a checkpoint."""
+    c = TrainConfig(arch="lenet5", w_step="gradient", lr=[3e-3, 3e-3, 1e-3, 1e-3, 1e-3])
+    assert c.lr == (3e-3, 3e-3, 1e-3, 1e-3, 1e-3) and [c.lr_of(l) for l in (0, 1, 4)] == [3e-3, 3e-3, 1e-3]
+    assert len(c.network().layers) == 5 and TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert TrainConfig(lr=0.5).lr_of(1) == 0.5
+    with pytest.raises(InputError, match="lr has 3 entries but the network has 2 weighted layers"):
+        TrainConfig(lr=(1e-3, 1e-3, 1e-3)).network()
+    with pytest.raises(InputError, match=r"lr\[1\] must be > 0"):
+        TrainConfig(lr=(1e-3, 0.0))
+    with pytest.raises(InputError, match="no None"):
+        TrainConfig(lr=(1e-3, None))
+    assert "adam lr (0.003, 0.003, 0.001, 0.001, 0.001)" in describe(c)
 
 
 def test_round_trips_and_replace():

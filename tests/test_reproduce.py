@@ -231,6 +231,10 @@ def test_figures_carry_the_papers_settings():
     # the coef variant changes only the X-step weights of the paper's one-step Fenchel run
     assert {k: v for k, v in g4["fenchel-coef1"].items() if k != "coef"} == fen
     assert g4["fenchel-coef1"]["coef"] == (1.0,) * 5
+    # the conv-step variant changes only the two convolutional layers' Adam step of that one
+    assert {k: v for k, v in g4["fenchel-coef1-convlr3e-3"].items() if k != "lr"} == \
+        {k: v for k, v in g4["fenchel-coef1"].items() if k != "lr"}
+    assert g4["fenchel-coef1-convlr3e-3"]["lr"] == (3e-3, 3e-3, 1e-3, 1e-3, 1e-3)
     assert ALL == ("fig1", "fig2", "fig3", "fig4", "fig2-gaps", "fig3-gaps", "fig4-gaps")
 
 

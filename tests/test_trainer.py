@@ -111,15 +111,18 @@ def test_gradient_w_step_uses_the_subproblem_gradient(optimizer):
     rng = np.random.default_rng(5)
     W0 = [(A + 0.1 * rng.standard_normal(A.shape), b + 0.1) for A, b in W]
     Xs[1] = Xs[1] + rng.random(Xs[1].shape)  # off the feed-forward point
-    cfg = TrainConfig(w_step="gradient", optimizer=optimizer, lr=0.01, dtype="float64")
-    for l in range(3):
-        g = bcd.w_problem(net, Xs, Yd, W0, l).grad(W[l])
-        new, adam, method, conv = bcd.w_step(net, cfg, W, Xs, Yd, W0, l, {})
-        assert method == optimizer and conv
-        step = [g_ if optimizer == "sgd" else g_ / (np.abs(g_) + 1e-8) for g_ in g]
-        for a, b, s in zip(W[l], new[l], step):
-            np.testing.assert_allclose(b, a - 0.01 * s, rtol=1e-10, atol=1e-14)
-        assert (l in adam) == (optimizer == "adam")
+    for lr in (0.01, (0.03, 0.002, 0.01)):  # one step size, or one per weighted layer
+        cfg = TrainConfig(w_step="gradient", optimizer=optimizer, lr=lr, dtype="float64")
+        for l in range(3):
+            g = bcd.w_problem(net, Xs, Yd, W0, l).grad(W[l])
+            new, adam, method, conv = bcd.w_step(net, cfg, W, Xs, Yd, W0, l, {})
+            assert method == optimizer and conv
+            step = [g_ if optimizer == "sgd" else g_ / (np.abs(g_) + 1e-8) for g_ in g]
+            lr_l = lr if isinstance(lr, float) else lr[l]
+            assert cfg.lr_of(l) == lr_l
+            for a, b, s in zip(W[l], new[l], step):
+                np.testing.assert_allclose(b, a - lr_l * s, rtol=1e-10, atol=1e-14)
+            assert (l in adam) == (optimizer == "adam")
 
 
 def test_adam_step_formula_and_gradient_training():
