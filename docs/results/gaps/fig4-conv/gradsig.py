@@ -50,7 +50,10 @@ def sweep(dtype, tol, max_iter):
 
 
 ref, it_ref, dev_ref, s_ref = sweep("float64", 1e-10, 20000)
-print(json.dumps(dict(setting="float64 tol 1e-10 (reference)", x_iters=it_ref, seconds=round(s_ref),
+import pathlib
+where = "initial weights (seed 0)" if at_init else \
+    "checkpoint " + json.loads((pathlib.Path(ck) / "state.json").read_text())["npz"]
+print(json.dumps(dict(weights=where, n_samples=n, setting="float64 tol 1e-10 (reference)", x_iters=it_ref, seconds=round(s_ref),
                       x_deviation_from_feedforward=[float(f"{d:.3g}") for d in dev_ref],
                       grad_norm=[float(f"{np.linalg.norm(r):.4g}") for r in ref])), flush=True)
 for dtype, tol in (("float32", 1e-4), ("float32", 1e-5), ("float32", 1e-6), ("float64", 1e-5),
