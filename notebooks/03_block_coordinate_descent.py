@@ -205,9 +205,10 @@ plt.show()
 # Monotonicity rests on each step minimising `J` over its block. Three ways to lose that, each a
 # setting of `TrainConfig` the trainer exposes:
 #
-# * **capped steps** (`max_iter_x = max_iter_w = 2`): FISTA stops after two iterations from the
-#   warm start. The first FISTA step is a proximal-gradient step and cannot increase the block
-#   objective; the momentum step after it can;
+# * **capped steps** (`max_iter_x = max_iter_w = 2`): the inner solvers stop after two iterations
+#   from the warm start. FISTA's first step is a proximal-gradient step and cannot increase the
+#   block objective; the momentum step after it can (the cross-entropy output block `X2` is solved
+#   by projected Newton, whose line search cannot);
 # * **one gradient step** for the W-blocks (`w_step="gradient"`, SGD with `lr = 0.05`): a descent
 #   step only if `lr` is below `1/L` of the block;
 # * **a reweighted X-step**: the original code's `lbd_coef` (here `coef = 10` on the output layer)
