@@ -40,7 +40,10 @@ class FastResult:
     x : array or tuple of arrays
         The minimiser (``Z`` for X-steps, ``(W, b)`` for W-steps).
     objective : float
-        Objective value at ``x`` (array code, the same function CVXPY declares).
+        Objective value at ``x`` (array code, the same function CVXPY declares). A solver whose
+        stopping test does not need it may pass a zero-argument callable instead: it is then
+        evaluated on the first read (and kept), so a caller that never reads it, such as the
+        trainer's X-steps, pays neither the evaluation nor its host read.
     n_iter : int
         Iterations taken (0 for closed forms).
     converged : bool
@@ -71,6 +74,13 @@ class FastResult:
     method: str = ""
     gap_bound: float = math.nan
     note: str = ""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name == "objective" and callable(value):  # deferred: evaluate once, on first read
+            value = float(value())
+            object.__setattr__(self, "objective", value)
+        return value
 
 
 def default_tol(dtype: Any) -> float:

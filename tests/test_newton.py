@@ -185,3 +185,24 @@ def test_the_one_pass_residual_map_is_fistas(seed, lam, coef, zero):
     want = Z - prob._prox((Z - prob._grad((Z,))[0] / L,), 1.0 / L)[0]
     np.testing.assert_allclose(newton.prox_grad_step_relu(Z, g, L, prob.lam_prev, np), want,
                                rtol=1e-10, atol=1e-12)
+
+
+def test_an_x_steps_objective_is_evaluated_once_on_first_read(monkeypatch):
+    """The X-step's FastResult defers its objective (the stopping test does not need it, and the
+    trainer never reads it): solving evaluates nothing, the first read evaluates
+    ``objective(x)`` once, later reads return the kept value."""
+    prob = _xlast(3, m=12, n=7, k=4)
+    calls = []
+    real = type(prob).objective
+
+    def counting(self, Z):
+        calls.append(1)
+        return real(self, Z)
+
+    monkeypatch.setattr(type(prob), "objective", counting)
+    res = prob.solve_fast(tol=1e-9, max_iter=200)
+    assert calls == []
+    f = res.objective
+    assert calls == [1] and isinstance(f, float)
+    assert res.objective == f and calls == [1]
+    assert f == real(prob, res.x)

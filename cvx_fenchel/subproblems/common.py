@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,8 @@ def solver_tol(tol, dtype) -> float:
     return default_tol(dtype) if tol is None else check_scalar(tol, "tol", low=0.0, low_inclusive=False)
 
 
-def result(x, objective: float, n_iter: int, converged: bool, residual: float, seconds: float,
+def result(x, objective: Any, n_iter: int, converged: bool, residual: float, seconds: float,
            method: str) -> FastResult:
-    """A :class:`~cvx_fenchel.solvers.FastResult` naming the ``method`` that produced it."""
+    """A :class:`~cvx_fenchel.solvers.FastResult` naming the ``method`` that produced it
+    (``objective``: the value, or a zero-argument callable evaluated when first read)."""
     return FastResult(x, objective, int(n_iter), bool(converged), residual, seconds, method=method)

@@ -178,14 +178,15 @@ class XStep:
         (:func:`~cvx_fenchel.solvers.fista_steps`, run by :func:`~cvx_fenchel.solvers.drive`): the
         problem is separable over samples but the stopping and restart tests are sums over
         all of them, so a data-parallel caller sends back the sums over every row block. Returns
-        the :class:`FastResult` (its ``objective`` is this problem's own). ``options`` go to
+        the :class:`FastResult` (its ``objective`` is this problem's own, evaluated when first
+        read: the stopping test does not need it). ``options`` go to
         :meth:`_inner_steps` (a subclass's choice of solver)."""
         t0 = time.perf_counter()
         tol = solver_tol(tol, self.dtype)
         max_iter = self.default_max_iter if max_iter is None else int(max_iter)
         Z, n, conv, res, how = yield from self._inner_steps(self._start_point(x0), tol, max_iter, warn,
                                                             **options)
-        return result(Z, self.objective(Z), n, conv, res, time.perf_counter() - t0, how)
+        return result(Z, lambda: self.objective(Z), n, conv, res, time.perf_counter() - t0, how)
 
     def _inner_steps(self, Z0, tol: float, max_iter: int, warn: bool):
         """The solver from the feasible ``Z0``, as a generator; returns ``(Z, n_iter, converged,
