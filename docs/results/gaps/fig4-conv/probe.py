@@ -3,7 +3,7 @@
 python docs/results/gaps/fig4-conv/probe.py VARIANT[,VARIANT...] N_TRAIN EPOCHS [CIFAR_DIR]
 prints one JSON line per variant (README.md). Every Fenchel variant starts from the
 ``fenchel-coef1`` setting of ``reproduce fig4-gaps`` (original preset, every X-step coef 1, one
-Adam W-step per batch with step 1e-3). ``conv`` variants change only the W-steps of the two
+Adam W-step per batch with step 1e-3, X- and W-step tolerances 1e-5). ``conv`` variants change only the W-steps of the two
 convolutional layers (layers 0 and 1): ``steps`` Adam steps per batch (the gradient re-evaluated
 after each) with step ``lr``; ``rho`` variants add a ridge ``rho ||W||^2`` (output layer only, or
 every layer); ``b2`` variants run every layer's Adam with ``beta2`` 0.99 instead of 0.999 (its
@@ -16,7 +16,8 @@ from cvx_fenchel import bcd
 from cvx_fenchel import experiments as ex
 
 n_tr, n_te, epochs = int(sys.argv[2]), 2000, int(sys.argv[3])
-base = dict(w_step="gradient", optimizer="adam", lr=1e-3, coef=1.0)
+# (tolerances 1e-5: the setting of the full-data Fig. 4 runs, the default when they started)
+base = dict(w_step="gradient", optimizer="adam", lr=1e-3, coef=1.0, tol_x=1e-5, tol_w=1e-5)
 variants = {
     "adam-net": None,
     "coef1": (base, None),
