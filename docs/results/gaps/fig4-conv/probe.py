@@ -23,6 +23,7 @@ variants = {
     "coef1": (base, None),
     "coef1-K2": (dict(base, K=2), None),
     "coef1-conv-lr3e-3": (base, dict(lr=3e-3, steps=1)),
+    "coef1-conv-lr1e-2": (base, dict(lr=1e-2, steps=1)),
     "coef1-conv-steps3": (base, dict(lr=1e-3, steps=3)),
     "coef1-conv-steps3-lr3e-3": (base, dict(lr=3e-3, steps=3)),
     "coef1-conv-solve": (base, dict(solve=True)),
