@@ -433,7 +433,7 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
     total = config.epochs if config is not None else int(getattr(est, "epochs", 0))
     if resume:
         if config is not None:
-            check_resumable(ckdir, config, hint="start over with --overwrite", explicit=opts)
+            config = check_resumable(ckdir, config, hint="start over with --overwrite", explicit=opts)
         else:
             from .baselines.torch_checkpoint import check_resumable as check_torch
             check_torch(ckdir, est.get_params(), hint="start over with --overwrite")

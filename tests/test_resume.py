@@ -202,7 +202,9 @@ def test_a_run_made_under_the_former_tolerance_default_resumes_with_it(stopped, 
     err = capsys.readouterr().err
     assert "it was made with tol_x=1e-05; this run has tol_x=0.0001" in err, err
     assert state.read_bytes() == before
+    capsys.readouterr()
     assert cli.main(["train", "--out", str(run), "--resume", "--quiet", "--epochs", "1"]) == 0
+    assert "tol 1e-05/1e-05" in capsys.readouterr().out  # the header names the settings that run
     doc = json.loads(state.read_text())
     assert (doc["config"]["tol_x"], doc["config"]["tol_w"]) == (1e-5, 1e-5)
     assert (doc["epoch"], doc["batch"]) == (1, 0)
