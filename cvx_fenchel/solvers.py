@@ -211,12 +211,38 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
                              warn=warn))
 
 
+def _axpy_into(e: Any, beta: Any, a: Any) -> Any:
+    """``a + beta * e`` written into ``e`` (which the caller owns), bit for bit the same value:
+    no temporary the size of the iterate."""
+    e *= beta
+    e += a
+    return e
+
+
+def _step_into(y: Tree, g: Tree, step: float, owned: bool) -> Tree:
+    """``y - step * g``; into ``g`` when the caller owns it (``owned_grad``), bit for bit the same."""
+    if not owned:
+        return tuple(None if a is None else a - step * d for a, d in zip(y, g))
+    out = []
+    for a, d in zip(y, g):
+        if a is not None:
+            d *= step
+            xp, _ = get_namespace(d)
+            xp.subtract(a, d, out=d)
+        out.append(None if a is None else d)
+    return tuple(out)
+
+
 def fista_steps(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x0: Tree, L: float, *,
-                tol: float, max_iter: int, restart: bool = True, name: str = "problem", warn: bool = True):
+                tol: float, max_iter: int, restart: bool = True, name: str = "problem", warn: bool = True,
+                owned_grad: bool = False):
     """:func:`fista` as a generator of the scalars it reads (see :func:`drive`): per tested
     iteration ``(||y - x_new||^2, ||x_new||^2)`` and, where the restart is decided on the host
     (NumPy), the restart inner product with them; then the two squared norms of
-    :func:`prox_grad_residual`. Returns ``(x, n_iter, converged, residual)``."""
+    :func:`prox_grad_residual`. Returns ``(x, n_iter, converged, residual)``.
+
+    ``owned_grad``: ``grad_f`` returns new arrays that nothing else holds (an X-step's gradient),
+    so the step ``y - g/L`` is formed in them (no temporary the size of the iterate)."""
     if not (L > 0 and math.isfinite(L)):
         raise InputError(f"{name}: Lipschitz constant must be positive and finite, got {L}")
     xs = [a for a in x0 if a is not None]
@@ -227,7 +253,7 @@ def fista_steps(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tr
     x = y = x0
     for k in range(1, max_iter + 1):
         g = grad_f(y)
-        x_new = prox(tuple(None if a is None else a - step * d for a, d in zip(y, g)), step)
+        x_new = prox(_step_into(y, g, step, owned_grad), step)
         # y - x_new and x_new - x, formed once for the stopping test, the restart test and the step
         dy = tuple(None if a is None else a - b for a, b in zip(y, x_new))
         dx = tuple(None if a is None else a - b for a, b in zip(x_new, x))
@@ -245,7 +271,7 @@ def fista_steps(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tr
         elif host_dot:
             (dot,) = yield (dot,)
         beta = mom.beta(dot)
-        y = tuple(None if a is None else a + beta * e for a, e in zip(x_new, dx))
+        y = tuple(None if a is None else _axpy_into(e, beta, a) for a, e in zip(x_new, dx))  # x_new + beta dx
         x = x_new
     residual = yield from prox_grad_residual_steps(x, grad_f(x), prox, L)
     converged = residual <= tol

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -52,6 +53,26 @@ class LNNX(XStep):
         self.X_next, self.U_prev, self.lam, self.lam_prev = d["X_next"], d["U_prev"], lam, lam_prev
         self.data = QuadTerm(self.X_next, lam)
         self.prev = PrevQuadNonneg(self.U_prev, lam_prev)
+
+    #: ``solve_fast(method=...)``; ``"auto"`` picks the dual Newton method where it applies
+    METHODS: ClassVar[tuple[str, ...]] = ("auto", "dual-newton", "fista")
+
+    def _inner_steps(self, Z0, tol: float, max_iter: int, warn: bool, method: str = "auto"):
+        """``method`` (``solve_fast(method=...)``): ``"dual-newton"``, Newton's method on the
+        ``k``-dimensional dual of each row (:mod:`.lnn_dual`: a dense next layer of ``k`` units,
+        ``lam, lam_prev > 0``; ``method="dual-newton"`` in the result, ``"dual-newton+fista"`` if
+        it handed over to FISTA), ``"fista"``, or ``"auto"`` (the dual Newton method where it
+        applies and ``k <= DUAL_MAX_K``, else FISTA). Both stop on a certified bound of FISTA's
+        prox-gradient residual (the dual method on a bound from its exact duality gap)."""
+        from .lnn_dual import dual_applies, lnn_dual_newton_steps
+        if method not in self.METHODS:
+            raise InputError(f"{self.name}: method must be one of {self.METHODS}, got {method!r}")
+        if method == "dual-newton" and not dual_applies(self, max_k=None):
+            raise InputError(f"{self.name}: method='dual-newton' needs a dense next layer (a 2-D W) "
+                             "and lam, lam_prev > 0; use 'fista'")
+        if method == "fista" or (method == "auto" and not dual_applies(self)):
+            return (yield from super()._inner_steps(Z0, tol, max_iter, warn))
+        return (yield from lnn_dual_newton_steps(self, Z0, tol=tol, max_iter=max_iter, warn=warn))
 
 
 class LNNW(WStep):

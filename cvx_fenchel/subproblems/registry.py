@@ -217,7 +217,7 @@ register_kind(SubproblemKind(
     WLast, _W_SOLVERS, build_w_step, per_loss=True, map_role="last", w_step=True, features=True))
 register_kind(SubproblemKind(
     "LNN-X", "min_(Z >= 0) lam ||A(Z) + b - X_next||^2 + lam_prev ||Z - U_prev||^2",
-    LNNX, ("fista",), build_lnn_x, map_role="hidden"))
+    LNNX, ("dual-newton", "fista"), build_lnn_x, map_role="hidden"))
 register_kind(SubproblemKind(
     "LNN-W", "min_(W,b) lam ||A(X; W) + b - X_next||^2 + rho ||(W,b)||^2 + gamma ||(W,b) - (W0,b0)||^2",
     LNNW, _W_SOLVERS, build_w_step, map_role="hidden", w_step=True, features=True))

@@ -204,7 +204,10 @@ class PrevQuadNonneg:
     def prox(self, V, s):
         xp, _ = get_namespace(V)
         a = 2 * s * self.weight
-        return xp.maximum((V + a * self.U) / (1 + a), 0)
+        out = a * self.U  # max((V + a U)/(1 + a), 0) in one array, the same value bit for bit
+        out += V
+        out /= 1 + a
+        return xp.maximum(out, 0, out=out)
 
     def project(self, Z):
         return self.prox(Z, 0.0)

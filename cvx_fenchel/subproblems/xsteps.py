@@ -191,8 +191,11 @@ class XStep:
     def _inner_steps(self, Z0, tol: float, max_iter: int, warn: bool):
         """The solver from the feasible ``Z0``, as a generator; returns ``(Z, n_iter, converged,
         residual, method)``. Here FISTA with restart."""
+        # the gradient is the adjoint of a fresh array: FISTA may form its step in it (not so
+        # through a user's duck-typed map, whose adjoint could hand back an array it keeps)
         x, n, conv, res = yield from fista_steps(self._grad, self._prox, (Z0,), self.lipschitz, tol=tol,
-                                                 max_iter=max_iter, name=self.name, warn=warn)
+                                                 max_iter=max_iter, name=self.name, warn=warn,
+                                                 owned_grad=not isinstance(self.op, _DuckOperator))
         return x[0], n, conv, res, "fista"
 
     def cvxpy_problem(self):
