@@ -28,7 +28,9 @@ One BCD sweep updates, each block by its exact minimiser with the others fixed:
 
 1. ``X_l`` for ``l = 1, ..., L`` (forward), the non-negative least squares
    :math:`\min_{Z \ge 0} \lambda_l \|Z W_l + b_l - X_{l+1}\|^2 + \lambda_{l-1}\|Z - (X_{l-1}W_{l-1} + b_{l-1})\|^2`
-   (:class:`~cvx_fenchel.subproblems.LNNX`, FISTA from the current value; ``X_{L+1}`` is ``T``);
+   (:class:`~cvx_fenchel.subproblems.LNNX` from the current value: Newton's method on each row's
+   dual when ``X_{l+1}`` has at most 32 units, as the last hidden layer before the 10 classes
+   (:mod:`cvx_fenchel.subproblems.lnn_dual`), else FISTA; ``X_{L+1}`` is ``T``);
 2. cross-entropy only: ``X_{L+1} = argmin_{Z in simplex} -Tr Y^T log Z + lambda_L ||Z - X_L W_L - b_L||^2``
    (:class:`~cvx_fenchel.subproblems.LNNSimplexCE`, bisection on the dual variable);
 3. ``(W_l, b_l)`` for ``l = 0, ..., L``: ridge regressions
