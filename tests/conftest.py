@@ -100,3 +100,19 @@ def small(dataset, data_dir, arch):
         return A.reshape(len(A), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(A), -1)
 
     return pool(X[:1200]), y[:1200], pool(Xt[:300]), yt[:300]
+
+
+def drive_row_blocks(gens: list) -> list:
+    """Run solver generators of row blocks in lockstep, sending each the sums over all blocks of
+    what they yield (the data-parallel protocol of :func:`cvx_fenchel.solvers.drive`); returns
+    their results in order."""
+    reqs = [next(g) for g in gens]
+    done = [None] * len(gens)
+    while any(d is None for d in done):
+        totals = tuple(float(sum(float(r[i]) for r in reqs)) for i in range(len(reqs[0])))
+        for j, g in enumerate(gens):
+            try:
+                reqs[j] = g.send(totals)
+            except StopIteration as stop:
+                done[j] = stop.value
+    return done

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import drive_row_blocks
+
 from cvx_fenchel.errors import ConvergenceWarning, InputError
 from cvx_fenchel.losses import softmax
 from cvx_fenchel.solvers import drive
@@ -148,15 +150,7 @@ def test_row_blocks_driven_with_summed_reads_take_the_same_iterates():
     halves = [XLast(prob.Y[s], prob.U_prev[s], prob.W, prob.b, "relu", lam_prev=prob.lam_prev,
                     coef=prob.coef) for s in (slice(0, 17), slice(17, 40))]
     gens = [h.solve_fast_steps(tol=1e-9, method="newton") for h in halves]
-    reqs = [next(g) for g in gens]
-    done = [None, None]
-    while done[0] is None:
-        totals = tuple(float(sum(float(r[i]) for r in reqs)) for i in range(len(reqs[0])))
-        for j, g in enumerate(gens):
-            try:
-                reqs[j] = g.send(totals)
-            except StopIteration as stop:
-                done[j] = stop.value
+    done = drive_row_blocks(gens)
     assert all(d is not None for d in done)
     assert done[0].n_iter == done[1].n_iter == whole.n_iter
     np.testing.assert_allclose(np.vstack([d.x for d in done]), whole.x, rtol=1e-12, atol=1e-12)
