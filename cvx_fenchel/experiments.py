@@ -28,6 +28,7 @@ from .backend import check_int
 from .config import TrainConfig, describe, preset
 from .errors import InputError, UnknownNameError
 from .history import History, StopRule, atomic_write_bytes, progress, stopping
+from .machine import source_commit
 
 __all__ = [
     "DATASETS",
@@ -515,18 +516,6 @@ def _model_epochs(est: Any, opts: dict) -> int | None:
     if hasattr(est, "n_iter") and (not hasattr(est, "epochs") or getattr(est, "batch_size", 0) is None):
         return int(est.n_iter)
     return int(getattr(est, "epochs", 0)) or None
-
-
-def source_commit() -> str | None:
-    """The git commit of the code that runs (None outside a git checkout): recorded with every
-    run so a result names the code that produced it."""
-    import subprocess
-    try:
-        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                           capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return p.stdout.strip() or None if p.returncode == 0 else None
 
 
 def _machine() -> dict:

@@ -13,7 +13,7 @@ from contextlib import redirect_stdout
 
 from .backend import cupy_status
 
-__all__ = ["versions", "cpu_info", "blas_info", "cupy_status", "summary"]
+__all__ = ["versions", "cpu_info", "blas_info", "cupy_status", "summary", "source_commit", "run_place"]
 
 _PACKAGES = ("numpy", "scipy", "cvxpy", "ecos", "scs", "clarabel", "cvx-fenchel", "torch", "cupy",
              "cupy-cuda12x", "cupy-cuda13x")
@@ -87,3 +87,23 @@ def summary() -> dict:
     """Everything above in one JSON-able dict (for results files)."""
     return {"versions": versions(), "platform": platform.platform(), **cpu_info(),
             "blas": blas_info(), "cupy": cupy_status()}
+
+
+def source_commit() -> str | None:
+    """The git commit of the code that runs (None outside a git checkout): recorded with every
+    run so a result names the code that produced it."""
+    import subprocess
+    from pathlib import Path
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() or None if p.returncode == 0 else None
+
+
+def run_place() -> dict:
+    """``{"commit", "machine": {"host", "cpu_model", "logical_cpus"}}``: the code and the machine
+    of a run (what a results file records beside each number)."""
+    return {"commit": source_commit(), "machine": {"host": platform.node(), **{
+        k: v for k, v in cpu_info().items() if k in ("cpu_model", "logical_cpus")}}}

@@ -212,25 +212,21 @@ def fista(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x
 
 
 def _axpy_into(e: Any, beta: Any, a: Any) -> Any:
-    """``a + beta * e`` written into ``e`` (which the caller owns), bit for bit the same value:
-    no temporary the size of the iterate."""
+    """``a + beta * e`` into ``e`` (the caller's own): the same value bit for bit, no temporary."""
     e *= beta
     e += a
     return e
 
 
 def _step_into(y: Tree, g: Tree, step: float, owned: bool) -> Tree:
-    """``y - step * g``; into ``g`` when the caller owns it (``owned_grad``), bit for bit the same."""
+    """``y - step * g``, into ``g`` when the caller owns it (the same value bit for bit)."""
     if not owned:
         return tuple(None if a is None else a - step * d for a, d in zip(y, g))
-    out = []
     for a, d in zip(y, g):
         if a is not None:
             d *= step
-            xp, _ = get_namespace(d)
-            xp.subtract(a, d, out=d)
-        out.append(None if a is None else d)
-    return tuple(out)
+            get_namespace(d)[0].subtract(a, d, out=d)
+    return tuple(None if a is None else d for a, d in zip(y, g))
 
 
 def fista_steps(grad_f: Callable[[Tree], Tree], prox: Callable[[Tree, float], Tree], x0: Tree, L: float, *,
@@ -576,43 +572,3 @@ def ridge_solve_normal(AtA: Any, AtT: Any, *, scale: float, reg: Any, reg0: Any 
     except np.linalg.LinAlgError:
         pass
     return xp.linalg.lstsq(H, rhs, rcond=None)[0]
-
-
-def simplex_ce_prox(Y: Any, X0: Any, lam: float, *, n_iter: int = 200) -> tuple[Any, int]:
-    r"""Row-wise :math:`\min_{z \in \Delta} -\sum_k y_k \log z_k + \lambda \|z - x^0\|^2` by bisection.
-
-    Stationarity with multiplier :math:`\nu` of :math:`\mathbf 1^\top z = 1` gives
-    :math:`2\lambda z_k^2 + (\nu - 2\lambda x^0_k) z_k - y_k = 0`, so
-    :math:`z_k(\nu) = \big(b_k + \sqrt{b_k^2 + 8\lambda y_k}\big) / (4\lambda)` with
-    :math:`b_k = 2\lambda x^0_k - \nu` (which is :math:`\max(b_k, 0)/(2\lambda)` where
-    :math:`y_k = 0`): decreasing in :math:`\nu`. With :math:`s = \sum_k y_k`, the sum is
-    :math:`\le 1` at :math:`\nu = \max_k 2\lambda x^0_k + s` and :math:`\ge 1` at
-    :math:`\nu = \min_k 2\lambda x^0_k - 2\lambda`; bisection on :math:`\nu` (techreport,
-    Appendix A) runs on all rows at once.
-
-    Returns
-    -------
-    (Z, n_iter) with Z of the shape of Y, rows on the simplex.
-    """
-    xp, _ = get_namespace(Y, X0)
-    twolam = 2.0 * lam
-    s = Y.sum(axis=1, keepdims=True)
-    hi = (twolam * X0).max(axis=1, keepdims=True) + xp.maximum(s, 1e-300)
-    lo = (twolam * X0).min(axis=1, keepdims=True) - twolam
-
-    def z_of(nu):
-        b = twolam * X0 - nu
-        # for b < 0 the root is 2y/(-b + sqrt(...)): no cancellation
-        root = xp.sqrt(b * b + 4 * twolam * Y)
-        return xp.where(b >= 0, (b + root) / (2 * twolam), 2 * Y / xp.maximum(root - b, 1e-300))
-
-    it = 0
-    for it in range(1, n_iter + 1):
-        mid = 0.5 * (lo + hi)
-        over = z_of(mid).sum(axis=1, keepdims=True) > 1
-        lo = xp.where(over, mid, lo)
-        hi = xp.where(over, hi, mid)
-        if bool(xp.all(hi - lo <= 4 * np.finfo(Y.dtype).eps * (1 + xp.abs(hi)))):
-            break
-    Z = z_of(0.5 * (lo + hi))
-    return Z / Z.sum(axis=1, keepdims=True), it

@@ -3,9 +3,10 @@ r"""Table 1 of the lifted-networks report (Askari, Negiar, Sambharya, El Ghaoui;
 ``python -m cvx_fenchel.table1 --data-dir DIR --out OUT [--seeds 0 1 ...] [--resume]`` trains the
 grid of the report's Table 1 on MNIST and writes, as each cell finishes,
 
-* ``OUT/results.json`` -- ``{"settings", "lambda", "rows"}``; one row per cell
-  ``{arch, lr, init, seed, test_accuracy, train_accuracy, seconds, command, config, ...}``
-  (``init`` is ``"lnn"`` for the lifted model itself, whose ``lr`` is null);
+* ``OUT/results.json`` -- ``{"settings", "lambda", "data_dir", "machine", "commit", "rows"}`` (the
+  last run's data, machine and commit); one row per cell ``{arch, lr, init, seed, test_accuracy,
+  train_accuracy, seconds, command, config, commit, machine, ...}`` (``init`` is ``"lnn"`` for the
+  lifted model itself, whose ``lr`` is null);
 * ``OUT/table.md`` -- :func:`table` of the rows: mean +- 2 std over seeds per
   (architecture, learning rate, column), the report's number beside each;
 * ``OUT/lifted/<arch>-seed<k>.npz`` -- the trained lifted model's weights, the starting point of
@@ -99,6 +100,7 @@ from .baselines.torch_nets import TorchNetClassifier
 from .datasets import load_mnist
 from .errors import CvxFenchelError, InputError, UnknownNameError
 from .history import atomic_write_bytes
+from .machine import run_place
 
 __all__ = ["ARCHS", "INITS", "LRS", "PAPER", "Settings", "cells", "choose_lambda", "run",
            "table", "main"]
@@ -286,11 +288,10 @@ def _run_cell(cell: tuple, st: Settings, data: tuple, out: Path) -> dict:
                                  "(the lnn cell runs first)")
         model = network(arch, lr, init, seed, st, w).fit(Xtr, ytr)
         extra = {"epochs": st.epochs} | ({"lam": st.lam} if init == "lifted" else {})
-    return {"arch": arch, "lr": lr, "init": init, "seed": seed,
-            "test_accuracy": _accuracy(model, Xte, yte),
-            "train_accuracy": _accuracy(model, Xtr, ytr),
-            "seconds": time.perf_counter() - t0, **extra, "config": st.config(init),
-            "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0])}
+    return {"arch": arch, "lr": lr, "init": init, "seed": seed, "test_accuracy": _accuracy(model, Xte, yte),
+            "train_accuracy": _accuracy(model, Xtr, ytr), "seconds": time.perf_counter() - t0, **extra,
+            "config": st.config(init), "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]),
+            **run_place()}
 
 
 # ------------------------------------------------------------------------------- lambda
@@ -388,9 +389,7 @@ def table(results: list[dict], lam: dict | None = None) -> str:
 
 
 def _load_results(path: Path) -> dict:
-    if not path.is_file():
-        return {"rows": []}
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
 
 
 def _write(out: Path, results: dict) -> None:
@@ -504,7 +503,7 @@ def run(out: str | Path, data_dir: str | None = None, *, seeds: Any = None, arch
         return {"cells": todo, "estimate_s": total, "lambda_search_s": lam_s, "cpu_share": cpu}
     out.mkdir(parents=True, exist_ok=True)
     results = {"settings": asdict(st), "lambda": lam_info or {"lam": st.lam, "source": "default"},
-               "rows": results["rows"], **({"diverged": results["diverged"]} if results.get("diverged") else {})}
+               "data_dir": data_dir, **run_place(), "rows": results["rows"], **({"diverged": results["diverged"]} if results.get("diverged") else {})}
     if client is not None:
         from .table1_cluster import run_distributed
         return run_distributed(client, todo, st, search, results, out, data_dir, resume)

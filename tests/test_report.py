@@ -162,7 +162,8 @@ def test_table1_mean_two_std_over_seeds(tmp_path):
     rows = [{"arch": "784-300-10", "lr": 1e-5, "init": "NN[Xavier]", "seed": s, "test_accuracy": a}
             for s, a in enumerate(accs)]
     rows += [{"arch": "300-100", "lr": None, "init": "lnn", "seed": s, "test_accuracy": 0.875,
-              "seconds": 60.0} for s in range(2)]
+              "seconds": 60.0, "commit": "3b42050aaaaabbbb", "machine": {"host": "vm", "logical_cpus": 2}}
+             for s in range(2)]
     rows += [{"arch": "999", "lr": 1e-5, "init": "xavier", "seed": 0, "test_accuracy": 0.5}]
     runs = tmp_path / "runs"
     (runs / "table1-full").mkdir(parents=True)
@@ -186,6 +187,9 @@ def test_table1_mean_two_std_over_seeds(tmp_path):
     md = (tmp_path / "out" / "REPRODUCTION.md").read_text()
     assert "lambda 0.01 (source: search)" in md and "1 rows could not be placed" in md
     assert "wall time of all cells 2.0 min" in md
+    # commit and machine per cell (cells run over sessions): the distinct ones, and who did not say
+    assert "machine vm, 2 CPUs (per cell); not recorded by 6 earlier cells" in md
+    assert "commit 3b42050aaaaa (per cell); not recorded by 6 earlier cells" in md
     assert "| 300 | not run / paper 0.898 +- 0.005 | not run / paper 0.915 +- 0.004 | 0.900 +- 0.028 (5) " \
            "/ paper 0.923 +- 0.005 / -2.30 pp |" in md
     assert len([a for a in TABLE1_ARCHS]) * 2 * 5 == len(t)

@@ -53,6 +53,8 @@ def test_resume_runs_nothing_new(tmp_path, monkeypatch, capsys):
                                             ("300", 1e-5, "lifted", 0)], key=str)
     for r in first["rows"]:
         assert r["command"].split()[1:3] == ["-m", "cvx_fenchel.table1"] and 0 <= r["test_accuracy"] <= 1
+        assert set(r["machine"]) >= {"host", "logical_cpus"} and "commit" in r  # where each cell ran
+    assert first["data_dir"] is None and first["machine"]["host"]  # the embedded subset, this machine
     saved = (out / "results.json").read_text()
     assert json.loads(saved)["rows"] == json.loads(json.dumps(first["rows"]))
     assert "[3/3]" in capsys.readouterr().out

@@ -384,6 +384,8 @@ def _table1_section(where: dict, include_subset: bool, runs_dir: str) -> dict:
     rows = (doc or {}).get("rows", (doc or {}).get("runs"))
     info["seconds"] = sum(r.get("seconds") or 0.0 for r in rows if isinstance(r, dict)) \
         if isinstance(rows, list) else None
+    for key in ("commit", "machine"):  # each cell records its own (cells run over several sessions)
+        info[f"row_{key}s"] = [r.get(key) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
     return {"target": "table1", "title": TARGETS["table1"][0], "folder": main.name if main else None,
             **info, "numbers": entries, "variants": variants,
             "unplaced_rows": len(cells.get("unplaced", []))}

@@ -135,6 +135,18 @@ def _md_studies(s: dict) -> list[str]:
         [f"* [{g['title']}]({g['path']})" for g in s["studies"]]
 
 
+def _per_row(s: dict, key: str, fmt) -> str:
+    """The distinct values of ``key`` over a section's rows (``s["row_<key>s"]``), formatted, in
+    order of first appearance, with the number of rows that did not record it; the section's own
+    value when no row has one."""
+    vals = s.get(f"row_{key}s") or []
+    seen = list(dict.fromkeys(fmt(v) for v in vals if v))
+    if not seen:
+        return fmt(s.get(key))
+    missing = sum(1 for v in vals if not v)
+    return ", ".join(seen) + " (per cell)" + (f"; not recorded by {missing} earlier cells" if missing else "")
+
+
 def _md_table1(s: dict) -> list[str]:
     out = [f"## {s['title']}", ""]
     if s["folder"] is None:
@@ -146,8 +158,8 @@ def _md_table1(s: dict) -> list[str]:
         out += [f"Runs: `{s['folder']}`" + (f", made by `{s['command']}`" if s.get("command") else "")
                 + f"; lambda {'not recorded' if lam is None else lam}"
                 + (f" ({s['lambda_note']})" if s.get("lambda_note") else "")
-                + f"; data {s.get('data_dir') or 'not recorded'}; machine {_machine(s.get('machine'))}"
-                + f"; commit {s.get('commit') or 'not recorded'}; wall time of all cells "
+                + f"; data {s.get('data_dir') or 'not recorded'}; machine {_per_row(s, 'machine', _machine)}"
+                + f"; commit {_per_row(s, 'commit', _commit)}; wall time of all cells "
                 + f"{_secs(s.get('seconds'))}."
                 + (f" {s['unplaced_rows']} rows could not be placed in the table (arch, lr or init "
                    "not one of the paper's)." if s["unplaced_rows"] else ""), ""]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,13 +21,13 @@ from ..backend import check_scalar, get_namespace, to_numpy
 from ..cvx import solve
 from ..errors import InputError
 from ..maps import Dense, LinearMap
-from ..solvers import FastResult, simplex_ce_prox
+from ..solvers import FastResult
 from .common import check_shape, common_arrays, result, solver_tol
 from .terms import PrevQuadNonneg, QuadTerm
 from .wsteps import WStep
 from .xsteps import XStep
 
-__all__ = ["LNNX", "LNNW", "LNNSimplexCE"]
+__all__ = ["LNNX", "LNNW", "LNNSimplexCE", "simplex_ce_prox"]
 
 
 class LNNX(XStep):
@@ -114,7 +114,7 @@ class LNNSimplexCE:
 
     with ``X0 = A(X_L; W_L) + b_L`` fixed; separable over samples, each solved by
     bisection on the multiplier of :math:`\mathbf 1^\top z = 1`
-    (:func:`cvx_fenchel.solvers.simplex_ce_prox`).
+    (:func:`simplex_ce_prox`).
     """
 
     name = "LNN-simplex-CE"
@@ -184,3 +184,43 @@ class LNNSimplexCE:
         prob, Z = self.cvxpy_problem()
         res = solve(prob, solver, name=self.name, **kwargs)
         return Z.value, res
+
+
+def simplex_ce_prox(Y: Any, X0: Any, lam: float, *, n_iter: int = 200) -> tuple[Any, int]:
+    r"""Row-wise :math:`\min_{z \in \Delta} -\sum_k y_k \log z_k + \lambda \|z - x^0\|^2` by bisection.
+
+    Stationarity with multiplier :math:`\nu` of :math:`\mathbf 1^\top z = 1` gives
+    :math:`2\lambda z_k^2 + (\nu - 2\lambda x^0_k) z_k - y_k = 0`, so
+    :math:`z_k(\nu) = \big(b_k + \sqrt{b_k^2 + 8\lambda y_k}\big) / (4\lambda)` with
+    :math:`b_k = 2\lambda x^0_k - \nu` (which is :math:`\max(b_k, 0)/(2\lambda)` where
+    :math:`y_k = 0`): decreasing in :math:`\nu`. With :math:`s = \sum_k y_k`, the sum is
+    :math:`\le 1` at :math:`\nu = \max_k 2\lambda x^0_k + s` and :math:`\ge 1` at
+    :math:`\nu = \min_k 2\lambda x^0_k - 2\lambda`; bisection on :math:`\nu` (techreport,
+    Appendix A) runs on all rows at once.
+
+    Returns
+    -------
+    (Z, n_iter) with Z of the shape of Y, rows on the simplex.
+    """
+    xp, _ = get_namespace(Y, X0)
+    twolam = 2.0 * lam
+    s = Y.sum(axis=1, keepdims=True)
+    hi = (twolam * X0).max(axis=1, keepdims=True) + xp.maximum(s, 1e-300)
+    lo = (twolam * X0).min(axis=1, keepdims=True) - twolam
+
+    def z_of(nu):
+        b = twolam * X0 - nu
+        # for b < 0 the root is 2y/(-b + sqrt(...)): no cancellation
+        root = xp.sqrt(b * b + 4 * twolam * Y)
+        return xp.where(b >= 0, (b + root) / (2 * twolam), 2 * Y / xp.maximum(root - b, 1e-300))
+
+    it = 0
+    for it in range(1, n_iter + 1):
+        mid = 0.5 * (lo + hi)
+        over = z_of(mid).sum(axis=1, keepdims=True) > 1
+        lo = xp.where(over, mid, lo)
+        hi = xp.where(over, hi, mid)
+        if bool(xp.all(hi - lo <= 4 * np.finfo(Y.dtype).eps * (1 + xp.abs(hi)))):
+            break
+    Z = z_of(0.5 * (lo + hi))
+    return Z / Z.sum(axis=1, keepdims=True), it
