@@ -413,8 +413,9 @@ def _finished(out: Path, model: str, opts: dict, data_dir: str | None,
     m = hist.meta
     if m.get("partial") or m.get("finished") is False:  # an archived part of a run (.report.archive)
         if not quiet:
-            print(f"note: {out / 'history.json'} holds part of a run that cannot be resumed: "
-                  "running it again", flush=True)
+            print(f"note: {out / 'history.json'} holds part of an unfinished run (a copy from the "
+                  "archive): not a result; the run goes on from its checkpoint if it has one, else "
+                  "from the start", flush=True)
         return None
 
     def key(o):

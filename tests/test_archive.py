@@ -331,4 +331,4 @@ def test_a_checkpoint_too_large_to_archive_leaves_the_measured_part_as_a_partial
     assert run["test_accuracy"] == state["history"]["epochs"][-1]["test_accuracy"]
     assert "starts again" in run["stop_reason"]
     assert _finished(fen, "fenchel", {"epochs": 2}, None) is None
-    assert "cannot be resumed" in capsys.readouterr().out
+    assert "part of an unfinished run (a copy from the archive): not a result" in capsys.readouterr().out
