@@ -108,9 +108,9 @@ def lnn_dual_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     n_moved, best, since = m, math.inf, 0
     for it in range(1, max_iter + 2):
         grad = Z @ W - t - nu / (2 * lam)
-        Zw = Z.astype(dt)  # the iterate in the working dtype: the bound covers its rounding
-        cast2 = 0.0 if dt == f64 else xp.sum((Z - Zw) ** 2)
-        gap2, z2, moved, cast2 = yield (lam * xp.sum(grad * grad), xp.sum(Zw.astype(f64) ** 2), n_moved, cast2)
+        Zw = Z.astype(dt, copy=False)  # the iterate in the working dtype: the bound covers its rounding
+        cast2 = 0.0 if dt == f64 else _sq(Z - Zw, xp)
+        gap2, z2, moved, cast2 = yield (lam * _sq(grad, xp), _sq(Z, xp), n_moved, cast2)
         bound = (2 * math.sqrt(max(gap2, 0.0) / lp) + 2 * math.sqrt(max(cast2, 0.0))) \
             / max(1.0, math.sqrt(max(z2, 0.0)))
         if bound <= tol:
@@ -140,10 +140,18 @@ def _triu(k: int):
 
 
 def _at(nu, W, U, t, lam: float, lp: float, xp):
-    """``z(nu)`` and the dual value per row, up to the constant ``lam_p ||u||^2``."""
-    Z = xp.maximum(U - (nu @ W.T) / (2 * lp), 0)
+    """``z(nu)`` and the dual value per row, up to the constant ``lam_p ||u||^2`` (two passes
+    over ``(m, n)`` besides the GEMM: the scaling is on the small factor)."""
+    Z = nu @ (W.T / (-2 * lp))
+    Z += U
+    Z = xp.maximum(Z, 0, out=Z)
     g = -lp * _rowsq(Z, xp) - xp.einsum("ij,ij->i", nu, t) - _rowsq(nu, xp) / (4 * lam)
     return Z, g
+
+
+def _sq(A, xp):
+    """``||A||^2`` as a 0-d array, one pass, no temporary."""
+    return xp.einsum("ij,ij->", A, A)
 
 
 def _line_search(nu, Z, g, d, slope, alpha, W, U, t, lam, lp, xp):
