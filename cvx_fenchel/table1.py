@@ -71,8 +71,8 @@ error: listed under ``"diverged"`` in ``results.json``, no row; ``--resume`` doe
 Resuming: every row records its ``config`` (the settings that decide its number); ``--resume``
 skips a cell whose row exists with the same config (and, for the lifted model, whose weights
 file still exists). A killed cell starts again from its beginning (no checkpoint inside a cell:
-a network takes minutes, a lifted model up to about an hour on one core). Without ``--resume``
-the selected cells run again and replace their rows; other rows are kept.
+a network takes minutes, a lifted model 5-40 minutes on one core by ``--dry-run``'s estimate).
+Without ``--resume`` the selected cells run again and replace their rows; other rows are kept.
 
 On a Dask cluster (``--workers N``: a local cluster; ``--scheduler ADDRESS``: a running one;
 :mod:`cvx_fenchel.distributed`) every cell, and the lambda search, is a task
