@@ -25,7 +25,7 @@ masks with the ``n x k(k+1)/2`` table of the products :math:`w_{ja} w_{jb}`, ``a
 Newton's ascent direction :math:`d = H^{-1}\nabla g` is backtracked per row
 (:math:`\alpha = 1, \tfrac12, \dots`, Armijo :math:`g(\nu + \alpha d) \ge g(\nu) + \sigma\alpha
 \nabla g^\top d`, two step sizes per iteration; a row that fails both resumes from the smaller
-one), so the search reads nothing on the host.
+one halved), so the search reads nothing on the host.
 
 **Certificate.** For ``z = z(nu)`` the duality gap is exactly
 
