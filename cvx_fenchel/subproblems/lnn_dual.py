@@ -59,9 +59,12 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from ..backend import get_namespace
 from ..errors import ConvergenceWarning
-from ..solvers import fista_steps
+from ..solvers import _vdot
+from .newton import _fista_rest, _rowdot
 
 __all__ = ["dual_applies", "lnn_dual_newton_steps", "DUAL_MAX_K"]
 
@@ -83,10 +86,6 @@ def dual_applies(prob, max_k: int | None = DUAL_MAX_K) -> bool:
             and prob.lam > 0 and prob.lam_prev > 0 and (max_k is None or W.shape[1] <= max_k))
 
 
-def _rowsq(A, xp):
-    return xp.einsum("ij,ij->i", A, A)
-
-
 def lnn_dual_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     """The dual Newton solve of ``prob`` (an :class:`~.lnn.LNNX` for which :func:`dual_applies`)
     from ``Z0`` (feasible), as a generator of the sums it reads (see
@@ -99,7 +98,7 @@ def lnn_dual_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     m = Z0.shape[0]
     n, k = W.shape
     t = (prob.X_next if prob.b is None else prob.X_next - prob.b).astype(f64, copy=False)
-    iu, ju = (xp.asarray(a) for a in _triu(k))
+    iu, ju = (xp.asarray(a) for a in np.triu_indices(k))
     pairs = W[:, iu] * W[:, ju]  # (n, k(k+1)/2): row j holds w_ja w_jb, a <= b
     eye = xp.eye(k, dtype=f64) / (2 * lam)
     nu = 2 * lam * (Z0.astype(f64) @ W - t)  # the multiplier of the start
@@ -109,8 +108,8 @@ def lnn_dual_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
     for it in range(1, max_iter + 2):
         grad = Z @ W - t - nu / (2 * lam)
         Zw = Z.astype(dt, copy=False)  # the iterate in the working dtype: the bound covers its rounding
-        cast2 = 0.0 if dt == f64 else _sq(Z - Zw, xp)
-        gap2, z2, moved, cast2 = yield (lam * _sq(grad, xp), _sq(Z, xp), n_moved, cast2)
+        cast2 = 0.0 if dt == f64 else _vdot(Z - Zw, Z - Zw, xp)
+        gap2, z2, moved, cast2 = yield (lam * _vdot(grad, grad, xp), _vdot(Z, Z, xp), n_moved, cast2)
         bound = (2 * math.sqrt(max(gap2, 0.0) / lp) + 2 * math.sqrt(max(cast2, 0.0))) \
             / max(1.0, math.sqrt(max(z2, 0.0)))
         if bound <= tol:
@@ -119,24 +118,19 @@ def lnn_dual_newton_steps(prob, Z0, *, tol: float, max_iter: int, warn: bool):
             break
         best, since = (bound, 0) if bound < 0.9 * best else (best, since + 1)
         if it > 1 and (moved == 0 or since >= STALL):  # rounding: FISTA goes on from here
-            return (yield from _fista_rest(prob, Zw, it - 1, max_iter, tol, warn))
+            return (yield from _fista_rest(prob, Zw, it - 1, max_iter, tol, warn, "dual-newton"))
         Ht = ((Z > 0).astype(f64) @ pairs) / (2 * lp)
         H = xp.zeros((m, k, k), dtype=f64)
         H[:, iu, ju] = Ht
         H[:, ju, iu] = Ht
         H += eye
         d = xp.linalg.solve(H, grad[:, :, None])[:, :, 0]
-        slope = xp.einsum("ij,ij->i", grad, d)
+        slope = _rowdot(grad, d, xp)
         nu, Z, g, alpha, n_moved = _line_search(nu, Z, g, d, slope, alpha, W, U, t, lam, lp, xp)
     if warn:
         warnings.warn(f"{prob.name}: dual Newton stopped at the iteration cap ({max_iter}) with "
                       f"residual bound {bound:.3g} > tol {tol:.3g}", ConvergenceWarning, stacklevel=5)
     return Zw, max_iter, False, bound, "dual-newton"
-
-
-def _triu(k: int):
-    import numpy as np
-    return np.triu_indices(k)
 
 
 def _at(nu, W, U, t, lam: float, lp: float, xp):
@@ -145,13 +139,8 @@ def _at(nu, W, U, t, lam: float, lp: float, xp):
     Z = nu @ (W.T / (-2 * lp))
     Z += U
     Z = xp.maximum(Z, 0, out=Z)
-    g = -lp * _rowsq(Z, xp) - xp.einsum("ij,ij->i", nu, t) - _rowsq(nu, xp) / (4 * lam)
+    g = -lp * _rowdot(Z, Z, xp) - _rowdot(nu, t, xp) - _rowdot(nu, nu, xp) / (4 * lam)
     return Z, g
-
-
-def _sq(A, xp):
-    """``||A||^2`` as a 0-d array, one pass, no temporary."""
-    return xp.einsum("ij,ij->", A, A)
 
 
 def _line_search(nu, Z, g, d, slope, alpha, W, U, t, lam, lp, xp):
@@ -173,9 +162,3 @@ def _line_search(nu, Z, g, d, slope, alpha, W, U, t, lam, lp, xp):
     alpha = xp.where(done, 1.0, xp.maximum(a, ALPHA_FLOOR)).astype(alpha.dtype)
     return nu, Z, g, alpha, xp.sum(done) + xp.sum(searching)
 
-
-def _fista_rest(prob, Z, used: int, max_iter: int, tol: float, warn: bool):
-    x, n, conv, res = yield from fista_steps(prob._grad, prob._prox, (Z,), prob.lipschitz, tol=tol,
-                                             max_iter=max(max_iter - used, 1), name=prob.name,
-                                             warn=warn)
-    return x[0], used + n, conv, res, "dual-newton+fista"

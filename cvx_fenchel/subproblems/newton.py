@@ -224,8 +224,9 @@ def _line_search(Z, d, gA, gF, ZU, UU, O, lse, W, Y, c, lam, alpha0, xp):
     return out, O_out, xp.sum(moved.astype(f64)), xp.sum(searching.astype(f64)), alpha_next
 
 
-def _fista_rest(prob, Z, used: int, max_iter: int, tol: float, warn: bool):
+def _fista_rest(prob, Z, used: int, max_iter: int, tol: float, warn: bool, method: str = "newton"):
+    """FISTA from ``Z`` for the iterations a Newton method left; the result names ``method+fista``."""
     x, n, conv, res = yield from fista_steps(prob._grad, prob._prox, (Z,), prob.lipschitz, tol=tol,
                                              max_iter=max(max_iter - used, 1), name=prob.name,
                                              warn=warn)
-    return x[0], used + n, conv, res, "newton+fista"
+    return x[0], used + n, conv, res, f"{method}+fista"
