@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default=None, choices=C.BACKENDS)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--dtype", default=None, choices=C.DTYPES)
+    g.add_argument("--standardize", action="store_true", default=None,
+                   help="standardise the inputs per channel (mean 0, deviation 1) with the training "
+                        "set's statistics instead of pixels in [0, 1]")
     g.add_argument("--until-converged", action="store_true", default=None,
                    help="train until the stop rule holds (relative change of the objective <= 1e-5 "
                         "over 5 epochs, or test accuracy within 0.1 pp over 10); --epochs is then "

@@ -59,12 +59,15 @@ DATASETS = ("mnist", "cifar10")
 OPTIONS = ("arch", "loss", "epochs", "batch_size", "backend", "seed", "dtype", "settings", "lam",
            "rho", "gamma", "coef", "K", "w_first", "algorithm", "w_step", "optimizer", "lr",
            "tol_x", "tol_w", "max_iter_x", "max_iter_w", "predict_rule", "checkpoint_dir",
-           "checkpoint_every", "until_converged")
+           "checkpoint_every", "until_converged", "standardize")
 #: Options of a run that are not :class:`TrainConfig` fields.
-_RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose", "until_converged")
-#: Options every model takes (``until_converged``: stop by :class:`~cvx_fenchel.history.StopRule`,
+_RUN_OPTIONS = ("checkpoint_dir", "checkpoint_every", "settings", "verbose", "until_converged",
+                "standardize")
+#: Options every model takes (``standardize``: inputs standardised per channel by the training
+#: set's statistics, :func:`~cvx_fenchel.datasets.standardize`; ``until_converged``: stop by
+#: :class:`~cvx_fenchel.history.StopRule`,
 #: ``epochs`` being the maximum).
-_COMMON = ("arch", "loss", "epochs", "seed", "dtype", "until_converged")
+_COMMON = ("arch", "loss", "epochs", "seed", "dtype", "until_converged", "standardize")
 #: Models that checkpoint (``checkpoint_every``/``checkpoint_dir``) and continue with ``resume``:
 #: Fenchel (:mod:`cvx_fenchel.checkpoint`) and the torch baselines
 #: (:mod:`cvx_fenchel.baselines.torch_checkpoint`).
@@ -181,8 +184,9 @@ def _check_options(model: str, options: dict) -> dict:
         users = sorted(m for m, (_, used) in MODELS.items() if set(unused) <= set(used))
         raise InputError(f"{flags} appl{'ies' if len(unused) == 1 else 'y'} to --model "
                          f"{' / '.join(users) if users else 'fenchel'} only, not to --model {model}")
-    if "until_converged" in opts and not isinstance(opts["until_converged"], bool):
-        raise InputError(f"until_converged must be True or False, got {opts['until_converged']!r}")
+    for k in ("until_converged", "standardize"):
+        if k in opts and not isinstance(opts[k], bool):
+            raise InputError(f"{k} must be True or False, got {opts[k]!r}")
     return opts
 
 
@@ -192,22 +196,27 @@ def build_model(model: str, options: dict | None = None, *, verbose: bool = Fals
     return MODELS[model][0](opts, verbose)
 
 
-def load_data(dataset: str, data_dir: str | None, arch: str) -> tuple:
-    """``(X_train, y_train, X_test, y_test)`` in [0, 1]: flat for dense archs, images for LeNet-5."""
+def load_data(dataset: str, data_dir: str | None, arch: str, standardize: bool = False) -> tuple:
+    """``(X_train, y_train, X_test, y_test)`` in [0, 1] (``standardize``: per channel, mean 0 and
+    deviation 1 on the training set, :func:`~cvx_fenchel.datasets.standardize`): flat for dense
+    archs, images for LeNet-5."""
     from . import datasets
     from .network import is_lenet5
     conv = is_lenet5(arch)
     if dataset == "mnist":
-        return datasets.load_mnist(data_dir, normalize=True, flatten=not conv)
-    if dataset == "cifar10":
+        Xtr, ytr, Xte, yte = datasets.load_mnist(data_dir, normalize=True, flatten=not conv)
+    elif dataset == "cifar10":
         if data_dir is None:
             raise InputError("--dataset cifar10 needs --data-dir (the cifar-10-batches-py folder "
                              "or its parent)")
         Xtr, ytr, Xte, yte = datasets.load_cifar10(data_dir, normalize=True)
-        if not conv:
-            Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
-        return Xtr, ytr, Xte, yte
-    raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    else:
+        raise UnknownNameError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    if standardize:
+        Xtr, Xte = datasets.standardize(Xtr, Xte)
+    if not conv and Xtr.ndim > 2:
+        Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
+    return Xtr, ytr, Xte, yte
 
 
 def command_line(model: str, options: dict | None = None, *, dataset: str = "mnist",
@@ -451,7 +460,7 @@ def train(model: str = "fenchel", options: dict | None = None, *, dataset: str =
         atomic_write_bytes(ckdir / RUN_FILE, json.dumps(
             {"model": model, "options": {k: v for k, v in opts.items() if k != "checkpoint_dir"},
              "dataset": dataset, "data_dir": data_dir}, indent=1).encode())
-    Xtr, ytr, Xte, yte = load_data(dataset, data_dir, arch)
+    Xtr, ytr, Xte, yte = load_data(dataset, data_dir, arch, bool(opts.get("standardize")))
     loss = config.loss if config is not None else getattr(est, "loss", opts.get("loss", "mse"))
     log(f"training {model} {arch} ({loss}) on {dataset} [{data_dir or 'embedded MNIST subset'}]: "
         f"{len(Xtr)} train / {len(Xte)} test samples")

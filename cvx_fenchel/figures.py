@@ -88,8 +88,8 @@ FIGURES: dict[str, Figure] = {
              variant="SGD step 0.1 (default 0.01)")),
         gaps_of="fig2"),
     "fig3-gaps": Figure(
-        "Gap study of Fig. 3: Fenchel settings and SGD step sizes (MNIST LeNet-5, cross-entropy, "
-        "20 epochs)",
+        "Gap study of Fig. 3: Fenchel settings, input standardisation and SGD step sizes (MNIST "
+        "LeNet-5, cross-entropy, 20 epochs)",
         "lenet5",
         (Run("fenchel", _CE + (("gamma", (1e-4, 0.01, 1.0, 1.0, 10.0)),), epochs=20, paper=0.990,
              label="fenchel-gamma-out-10",
@@ -98,14 +98,17 @@ FIGURES: dict[str, Figure] = {
              label="fenchel-float64", variant="float64 instead of float32"),
          Run("fenchel", _CE + (("tol_x", 1e-7), ("tol_w", 1e-7)), epochs=20, paper=0.990,
              label="fenchel-tol1e-7", variant="X- and W-step tolerances 1e-7 instead of 1e-5"),
+         Run("fenchel", _CE + (("standardize", True),), epochs=20, paper=0.990, label="fenchel-std",
+             variant="inputs standardised (training pixels' mean and deviation) instead of [0, 1] "
+                     "(docs/results/gaps/fig3-fenchel)"),
          Run("sgd", _CE + (("lr", 0.05),), epochs=20, paper=0.986, label="sgd-lr0.05",
              variant="SGD step 0.05 (default 0.01)"),
          Run("sgd", _CE + (("lr", 0.1),), epochs=20, paper=0.986, label="sgd-lr0.1",
              variant="SGD step 0.1 (default 0.01)")),
         gaps_of="fig3"),
     "fig4-gaps": Figure(
-        "Gap study of Fig. 4: Adam step size, the Fenchel X-step weights and the convolutional "
-        "layers' step (CIFAR-10 LeNet-5, cross-entropy, 80 epochs)",
+        "Gap study of Fig. 4: Adam step size, the Fenchel X-step weights, the convolutional "
+        "layers' step and input standardisation (CIFAR-10 LeNet-5, cross-entropy, 80 epochs)",
         "lenet5",
         (Run("adam", _CE + (("lr", 1e-4),), epochs=80, paper=0.625, label="adam-lr1e-4",
              variant="Adam step 1e-4 (default 1e-3)"),
@@ -118,7 +121,13 @@ FIGURES: dict[str, Figure] = {
                                               ("tol_x", 1e-5), ("tol_w", 1e-5)), epochs=80,
              paper=0.606, label="fenchel-coef1-convlr3e-3",
              variant="as fenchel-coef1 (tolerances 1e-5, as that run), with Adam step 3e-3 for "
-                     "the two convolutional layers (docs/results/gaps/fig4-conv)")),
+                     "the two convolutional layers (docs/results/gaps/fig4-conv)"),
+         Run("adam", _CE + (("standardize", True),), epochs=80, paper=0.625, label="adam-std",
+             variant="inputs standardised per channel (training mean and deviation) instead of "
+                     "[0, 1] pixels (docs/results/gaps/fig4-adam)"),
+         Run("fenchel", _CE + _ONE_STEP + (("coef", (1.0, 1.0, 1.0, 1.0, 1.0)), ("standardize", True)),
+             epochs=80, paper=0.606, label="fenchel-coef1-std",
+             variant="as fenchel-coef1, on inputs standardised per channel (docs/results/gaps/fig4-adam)")),
         dataset="cifar10", gaps_of="fig4"),
 }
 #: What ``all`` runs, in order: the papers' figures, then the gap studies.

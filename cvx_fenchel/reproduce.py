@@ -46,10 +46,13 @@ defaults, a variant is reported beside them). The figures are data in :mod:`cvx_
 * ``fig2-gaps``: SGD with step 0.05 and 0.1 (the default is torch's 0.01);
 * ``fig3-gaps``: Fenchel with the output layer's gamma 10 (the original code's ``rhod``) instead
   of our conversion ``10 * batch_size``; Fenchel in float64; Fenchel with solver tolerances
-  1e-7; SGD with step 0.05 and 0.1;
+  1e-7; Fenchel on standardised inputs (``--standardize``, ``docs/results/gaps/fig3-fenchel``);
+  SGD with step 0.05 and 0.1;
 * ``fig4-gaps``: Adam with step 1e-4; Fenchel with every X-step weight ``coef`` 1 instead of the
   original code's ``lbd_coef`` (1, 1, 5, 1, 5); the same with Adam step 3e-3 (instead of 1e-3)
-  for the two convolutional layers' W-steps (``docs/results/gaps/fig4-conv``).
+  for the two convolutional layers' W-steps (``docs/results/gaps/fig4-conv``); Adam, and Fenchel
+  with every ``coef`` 1, on inputs standardised per channel (``--standardize``,
+  ``docs/results/gaps/fig4-adam``).
 
 ``all`` runs every figure above (the papers' figures first, then the gap studies), the MNIST
 ones on ``--data-dir`` and the CIFAR-10 ones on ``--cifar-dir``. ``--dry-run`` prints the
@@ -563,9 +566,9 @@ def dry_run(figure: str, *, probe: bool = True, data_dir: str | None = None,
                 print_(f"#   {run.name}: {status}")
                 row.update(epochs_left=0, estimated_seconds=0.0)
                 continue
-            key = (fig.dataset, dd, "conv" if fig.arch == "lenet5" else "flat")
+            key = (fig.dataset, dd, "conv" if fig.arch == "lenet5" else "flat", bool(opts.get("standardize")))
             if key not in cache:
-                cache[key] = load_data(fig.dataset, dd, fig.arch)
+                cache[key] = load_data(fig.dataset, dd, fig.arch, key[-1])
             est = probe_epoch_seconds(run.model, opts, cache[key])
             left = max(int(opts["epochs"]) - done, 0)
             seconds = est["seconds_per_epoch"] * left

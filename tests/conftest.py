@@ -88,7 +88,7 @@ def untimed(x):
 
 
 # kept self-contained (its source is pasted into the child scripts of the kill-and-resume tests)
-def small(dataset, data_dir, arch):
+def small(dataset, data_dir, arch, standardize=False):
     """``experiments.load_data`` for the tests: a slice of the shipped subset, pooled to 14x14 for
     the 196-16-10 network; 1,000 train / 100 test flat images for 784-300-10."""
     from cvx_fenchel.datasets import load_mnist

@@ -22,7 +22,7 @@ from cvx_fenchel.report.archive import (ARCHIVE_FILE, MAX_FILE_BYTES, ArchiveErr
 #: fields of a record that are wall-clock times (differ between any two runs)
 
 
-def small(dataset, data_dir, arch):
+def small(dataset, data_dir, arch, standardize=False):
     """``experiments.load_data`` for the test: 1,000 train / 100 test flat images of the shipped
     subset (784-300-10)."""
     from cvx_fenchel.datasets import load_mnist

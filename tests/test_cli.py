@@ -24,7 +24,7 @@ def small_mnist(monkeypatch):
     """The embedded subset cut to 400 train / 200 test samples, so a CLI run takes seconds."""
     Xtr, ytr, Xte, yte = load_mnist(normalize=True, flatten=True)
 
-    def load(dataset, data_dir, arch):
+    def load(dataset, data_dir, arch, standardize=False):
         assert dataset == "mnist" and data_dir is None
         return Xtr[:400], ytr[:400], Xte[:200], yte[:200]
 

@@ -544,3 +544,30 @@ def test_train_batches_partition(n, b, seed, drop):
     np.testing.assert_array_equal(np.concatenate(list(ds.train_batches(n, b))), np.arange(n))
     with pytest.raises(InputError, match="batch_size"):
         next(ds.train_batches(n, 0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), images=st.booleans(), n=st.integers(2, 6))
+def test_standardize(seed, images, n):
+    rng = np.random.default_rng(seed)
+    shape = (n, 4, 4, 3) if images else (n, 7)
+    scale = np.array([1.0, 10.0, 0.1]) if images else 3.0
+    Xtr = rng.uniform(-1, 2, size=shape) * scale + 5.0
+    Xte = rng.uniform(-1, 2, size=(3,) + shape[1:]) * scale + 5.0
+    Str, Ste = ds.standardize(Xtr, Xte)
+    axes = (0, 1, 2) if images else None  # per RGB channel; one channel for a flat vector
+    np.testing.assert_allclose(Str.mean(axis=axes), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Str.std(axis=axes), 1.0, rtol=1e-12)
+    # the test set gets the training set's affine map: x = mu + sigma * s on both
+    mu, sd = Xtr.mean(axis=axes), Xtr.std(axis=axes)
+    np.testing.assert_allclose(mu + sd * Ste, Xte, rtol=1e-12)
+    assert Str.dtype == Xtr.dtype and Ste.shape == Xte.shape
+
+
+def test_standardize_refuses_constant_channels_and_shape_mismatch():
+    X = np.ones((4, 2, 2, 3))
+    X[..., 0] = np.arange(16).reshape(4, 2, 2)
+    with pytest.raises(InputError, match=r"channel\(s\) \[1, 2\].*constant"):
+        ds.standardize(X, X)
+    with pytest.raises(InputError, match="differ in shape"):
+        ds.standardize(np.zeros((2, 3)), np.zeros((2, 4)))

@@ -190,6 +190,36 @@ def test_train_until_converged_end_to_end(tmp_path, capsys, monkeypatch):
     assert meta3["stop_reason"] == "max epochs" and "until_converged" not in meta3["options"]
 
 
+def test_train_standardize_feeds_the_model_standardised_inputs(tmp_path, monkeypatch):
+    """``--standardize``: the model is fitted and scored on inputs with the training set's mean 0
+    and deviation 1 (one channel for flat MNIST), the test set by the training statistics; the
+    history records the option, and ``reproduce``'s standardised variants pass the flag."""
+    seen = []
+    real = experiments.load_data
+
+    def spy(*args):
+        out = real(*args)
+        seen.append((args, out))
+        return out
+
+    monkeypatch.setattr(experiments, "load_data", spy)
+    with threadpool_limits(1):
+        for flag, name in ((["--standardize"], "std"), ([], "unit")):
+            assert cli.main(["train", "--model", "lau-bcd", "--epochs", "1", *flag,
+                             "--out", str(tmp_path / name), "--quiet"]) == 0
+    (_, (Xs, _, Xst, _)), (_, (Xu, _, Xut, _)) = seen
+    assert abs(Xs.mean()) < 1e-9 and abs(Xs.std() - 1) < 1e-9 and Xu.min() >= 0 and Xu.max() <= 1
+    np.testing.assert_allclose(Xst, (Xut - Xu.mean()) / Xu.std(), atol=1e-12)
+    meta = json.loads((tmp_path / "std" / "history.json").read_text())["meta"]
+    assert meta["options"]["standardize"] is True and "--standardize" in meta["command"]
+    assert "standardize" not in json.loads((tmp_path / "unit" / "history.json").read_text())["meta"]["options"]
+    argv = {a[a.index("--out") + 1].rsplit("/", 1)[-1]: a for a in commands("fig4-gaps", cifar_dir="c")}
+    assert "--standardize" in argv["adam-std"] and "--standardize" in argv["fenchel-coef1-std"]
+    assert "--standardize" not in argv["adam-lr1e-4"]
+    with pytest.raises(InputError, match="standardize must be True or False"):
+        experiments.build_model("sgd", {"standardize": "yes"})
+
+
 def test_reproduce_fig1_runs_until_converged_and_its_rows_say_why_they_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "load_data", lambda *a: _data(400, 200))
     with threadpool_limits(1):

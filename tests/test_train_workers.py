@@ -73,7 +73,7 @@ def small_mnist(monkeypatch):
     from cvx_fenchel.datasets import load_mnist
     Xtr, ytr, Xte, yte = load_mnist(normalize=True, flatten=True)
 
-    def load(dataset, data_dir, arch):
+    def load(dataset, data_dir, arch, standardize=False):
         return Xtr[:900], ytr[:900], Xte[:200], yte[:200]
 
     monkeypatch.setattr(experiments, "load_data", load)

@@ -11,14 +11,15 @@ samples in rows, labels as ``int64`` in ``0..9``:
   machine without a download.
 * :func:`download_mnist` -- fetch the four files from an official mirror.
 * :func:`load_cifar10` -- the official python layout (``cifar-10-batches-py/``).
-* :func:`pad_to_32`, :func:`one_hot`, :func:`train_batches` -- small helpers.
+* :func:`pad_to_32`, :func:`one_hot`, :func:`train_batches`, :func:`standardize` (per-channel
+  input standardisation with the training set's statistics) -- small helpers.
 
 A missing, truncated or corrupt file raises :class:`~cvx_fenchel.errors.DatasetError`
 naming the file and saying where to get it. Arrays leave this module on the
 host; moving them to a GPU is the caller's edge step (``backend.asarray``).
 """
 
-from .arrays import one_hot, pad_to_32, train_batches
+from .arrays import one_hot, pad_to_32, standardize, train_batches
 from .cifar10 import CIFAR10_CLASSES, load_cifar10
 from .mnist import (MNIST_FILES, MNIST_MIRRORS, MNIST_SUBSET_PATH, build_mnist_subset,
                     download_mnist, load_mnist, mnist_subset_info)
@@ -26,5 +27,5 @@ from .mnist import (MNIST_FILES, MNIST_MIRRORS, MNIST_SUBSET_PATH, build_mnist_s
 __all__ = [
     "MNIST_FILES", "MNIST_MIRRORS", "MNIST_SUBSET_PATH", "CIFAR10_CLASSES",
     "load_mnist", "download_mnist", "build_mnist_subset", "mnist_subset_info",
-    "load_cifar10", "pad_to_32", "one_hot", "train_batches",
+    "load_cifar10", "pad_to_32", "one_hot", "train_batches", "standardize",
 ]

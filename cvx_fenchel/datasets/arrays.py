@@ -1,4 +1,5 @@
-"""Small array helpers of the data pipeline: padding, one-hot targets, batch indices."""
+"""Small array helpers of the data pipeline: padding, one-hot targets, batch indices, input
+standardisation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from ..backend import get_namespace
 from ..errors import InputError
 
-__all__ = ["pad_to_32", "one_hot", "train_batches"]
+__all__ = ["pad_to_32", "one_hot", "train_batches", "standardize"]
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -100,3 +101,28 @@ def train_batches(n: int, batch_size: int, rng: Any = None, *, drop_last: bool =
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
+
+
+def standardize(X_train: Any, X_test: Any) -> tuple[Any, Any]:
+    r"""Inputs standardised per channel with the *training* set's statistics:
+    :math:`x \mapsto (x - \mu_c) / \sigma_c`, :math:`\mu_c`, :math:`\sigma_c` the mean and standard
+    deviation (``ddof = 0``) of channel ``c`` over every training sample and pixel.
+
+    The channel is the last axis of ``(n, H, W, C)`` images (CIFAR-10's RGB); any other shape (a
+    grayscale image, a flat vector) is one channel: one mean and one deviation over all entries.
+    The test set gets the same affine map (its own statistics are never used).
+
+    Returns ``(X_train, X_test)`` standardised, in their dtype. A channel whose training values
+    are all equal (deviation 0) is refused by name.
+    """
+    xp, _ = get_namespace(X_train, X_test)
+    if tuple(X_train.shape[1:]) != tuple(X_test.shape[1:]):
+        raise InputError(f"training and test samples differ in shape: {tuple(X_train.shape[1:])} "
+                         f"vs {tuple(X_test.shape[1:])}")
+    axes = tuple(range(X_train.ndim - 1)) if X_train.ndim == 4 else None
+    mu, sd = xp.mean(X_train, axis=axes), xp.std(X_train, axis=axes)
+    flat = np.atleast_1d(np.asarray(sd, dtype=np.float64))
+    if not np.all(flat > 0):
+        raise InputError(f"cannot standardise: channel(s) {np.flatnonzero(~(flat > 0)).tolist()} "
+                         "of the training inputs are constant (standard deviation 0)")
+    return ((X_train - mu) / sd).astype(X_train.dtype), ((X_test - mu) / sd).astype(X_test.dtype)

@@ -1,7 +1,8 @@
 """Fig. 4 gap probe: CIFAR-10 (JPEG q75) LeNet-5 Fenchel variants on a subset (README.md).
 
 python docs/results/gaps/fig4-probe/probe.py VARIANT[,VARIANT...] N_TRAIN EPOCHS [CIFAR_DIR]
-prints one JSON line per variant; CIFAR_DIR defaults to runs/cifar10 (made by
+prints one JSON line per variant (a VARIANT ending in "-std" is that variant on inputs standardised
+per channel with the training subset's mean and standard deviation, instead of pixels in [0, 1]); CIFAR_DIR defaults to runs/cifar10 (made by
 python ../shared/data/cifar10/to_canonical.py runs/cifar10)."""
 import json, sys, time
 import numpy as np
@@ -21,13 +22,18 @@ Xtr, ytr, Xte, yte = ex.load_data("cifar10", sys.argv[4] if len(sys.argv) > 4 el
 sel = np.random.default_rng(0).permutation(len(yte))[:n_te]
 Xtr, ytr, Xte, yte = Xtr[:n_tr], ytr[:n_tr], Xte[sel], yte[sel]
 for name in sys.argv[1].split(","):
-    v = variants[name]
+    std = name.endswith("-std")
+    v = variants[name[:-4] if std else name]
+    xtr, xte = Xtr, Xte
+    if std:
+        mu, sd = Xtr.mean(axis=(0, 1, 2)), Xtr.std(axis=(0, 1, 2))
+        xtr, xte = (Xtr - mu) / sd, (Xte - mu) / sd
     t0 = time.time()
     if v is None:
         m = ex.build_model("adam", dict(arch="lenet5", epochs=epochs, seed=0, lr=1e-3, batch_size=500))
     else:
         m = ex.build_model("fenchel", dict(arch="lenet5", epochs=epochs, seed=0, **v))
-    m.fit(Xtr, ytr, X_test=Xte, y_test=yte)
+    m.fit(xtr, ytr, X_test=xte, y_test=yte)
     h = m.history_ if hasattr(m, "history_") else None
     accs = [round(e.get("test_accuracy", float("nan")), 4) for e in h.epochs] if h is not None else []
     tr = [round(e.get("train_accuracy", float("nan")), 4) for e in h.epochs] if h is not None else []
