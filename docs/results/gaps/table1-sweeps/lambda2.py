@@ -8,7 +8,8 @@ lambda_{L+1}), scored on the 10,000 test images (feed-forward rule) after SWEEPS
 line per pair appended to OUT.jsonl. The test set scores a diagnostic here (can any pair reach
 the report's number?), not a choice of lambda: Table 1 keeps its validation search. A pair
 argument ``std`` switches the pairs after it to inputs standardised with the training rows' pixel
-mean and deviation (``cvx_fenchel.datasets.standardize``) instead of [0, 1].
+mean and deviation (``cvx_fenchel.datasets.standardize``) instead of [0, 1]; ``init:S`` switches
+them to Gaussian initial weights of standard deviation S (default 1/sqrt(fan-in)).
 """
 import json
 import sys
@@ -22,16 +23,20 @@ arch, rows, sweeps, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.a
 Xtr, ytr, Xte, yte = load_mnist("/work/shared/data/mnist", normalize=True, flatten=True)
 Xtr, ytr = Xtr[:rows], ytr[:rows]
 hidden = ARCHS[arch]
-std = False
+std, init = False, None
 for pair in sys.argv[5:]:
+    if pair.startswith("init:"):
+        init = float(pair[5:])
+        continue
     if pair == "std":
         std, (Xtr, Xte) = True, standardize(Xtr, Xte)
         continue
     lh, lo = (float(v) for v in pair.split(","))
     t0 = time.perf_counter()
     m = LNNClassifier(hidden=hidden, loss="cross_entropy", lam=[lh] * len(hidden) + [lo], rho=1e-3,
-                      n_iter=sweeps, seed=0, backend="numpy").fit(Xtr, ytr)
+                      n_iter=sweeps, seed=0, backend="numpy", init_scale=init).fit(Xtr, ytr)
     rec = {"arch": arch, "rows": rows, "sweeps": sweeps, "lam_hidden": lh, "lam_out": lo, "inputs": "standardised" if std else "unit",
+           "init_std": init,
            "test_accuracy": float((m.predict(Xte) == yte).mean()),
            "train_accuracy": float((m.predict(Xtr) == ytr).mean()),
            "wall_s": round(time.perf_counter() - t0, 1)}
