@@ -5,7 +5,7 @@ prints one JSON line per variant (test and train accuracy after each epoch, the 
 how many W/X-steps stopped at their iteration cap, seconds); MNIST_DIR defaults to
 /work/shared/data/mnist. Every variant starts from the same seed-0 initialisation and batches as
 ``cvx-fenchel reproduce fig3`` (the original preset, batch 500, float32, caps 50 X / 30 W,
-tolerances 1e-5); only the named setting changes. A VARIANT ending in "-std" is that variant on
+the default tolerances 1e-4); only the named setting changes. A VARIANT ending in "-std" is that variant on
 inputs standardised with the training set's pixel mean and deviation (as ``--standardize``)."""
 import json, sys, time
 from cvx_fenchel import experiments as ex
