@@ -566,7 +566,8 @@ def dry_run(figure: str, *, probe: bool = True, data_dir: str | None = None,
                 print_(f"#   {run.name}: {status}")
                 row.update(epochs_left=0, estimated_seconds=0.0)
                 continue
-            key = (fig.dataset, dd, "conv" if fig.arch == "lenet5" else "flat", bool(opts.get("standardize")))
+            key = (fig.dataset, dd, "conv" if fig.arch == "lenet5" else "flat",
+                   bool(opts.get("standardize")))
             if key not in cache:
                 cache[key] = load_data(fig.dataset, dd, fig.arch, key[-1])
             est = probe_epoch_seconds(run.model, opts, cache[key])

@@ -9,6 +9,7 @@ the default tolerances 1e-4); only the named setting changes. A VARIANT ending i
 inputs standardised with the training set's pixel mean and deviation (as ``--standardize``)."""
 import json, sys, time
 from cvx_fenchel import experiments as ex
+from cvx_fenchel.datasets import standardize
 
 epochs = int(sys.argv[2])
 variants = {
@@ -25,8 +26,7 @@ for name in sys.argv[1].split(","):
     v = variants[name[:-4] if std else name]
     xtr, xte = Xtr, Xte
     if std:  # one channel: mean and deviation of the 28x28 training pixels (padding to 32x32 comes later: zeros = the mean)
-        mu, sd = Xtr.mean(), Xtr.std()
-        xtr, xte = (Xtr - mu) / sd, (Xte - mu) / sd
+        xtr, xte = standardize(Xtr, Xte)
     t0 = time.time()
     m = ex.build_model("fenchel", dict(arch="lenet5", loss="cross_entropy", epochs=epochs, seed=0, **v))
     m.fit(xtr, ytr, X_test=xte, y_test=yte)

@@ -9,6 +9,7 @@ in [0, 1]) with the one named change."""
 import json, sys, time
 import numpy as np
 from cvx_fenchel import experiments as ex
+from cvx_fenchel.datasets import standardize
 from cvx_fenchel.baselines.torch_nets import TorchNetClassifier
 
 epochs = int(sys.argv[2])
@@ -23,8 +24,7 @@ for name in sys.argv[1].split(","):
     v = dict(variants[name])
     xtr, xte = Xtr, Xte
     if v.pop("standardize", False):
-        mu, sd = Xtr.mean(axis=(0, 1, 2)), Xtr.std(axis=(0, 1, 2))
-        xtr, xte = ((Xtr - mu) / sd).astype(np.float32), ((Xte - mu) / sd).astype(np.float32)
+        xtr, xte = standardize(Xtr, Xte)
     t0 = time.time()
     m = TorchNetClassifier(arch="lenet5", optimizer="adam", lr=1e-3, epochs=epochs, seed=0,
                            **{"batch_size": 100, **v})

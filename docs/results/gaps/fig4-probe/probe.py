@@ -7,6 +7,7 @@ python ../shared/data/cifar10/to_canonical.py runs/cifar10)."""
 import json, sys, time
 import numpy as np
 from cvx_fenchel import experiments as ex
+from cvx_fenchel.datasets import standardize
 
 n_tr, n_te, epochs = int(sys.argv[2]), 2000, int(sys.argv[3])
 variants = {
@@ -26,8 +27,7 @@ for name in sys.argv[1].split(","):
     v = variants[name[:-4] if std else name]
     xtr, xte = Xtr, Xte
     if std:
-        mu, sd = Xtr.mean(axis=(0, 1, 2)), Xtr.std(axis=(0, 1, 2))
-        xtr, xte = (Xtr - mu) / sd, (Xte - mu) / sd
+        xtr, xte = standardize(Xtr, Xte)
     t0 = time.time()
     if v is None:
         m = ex.build_model("adam", dict(arch="lenet5", epochs=epochs, seed=0, lr=1e-3, batch_size=500))
