@@ -39,6 +39,8 @@ def main(results=HERE.parents[1] / "runs" / "table1-full" / "results.json"):
         if r["init"] in ("normal", "xavier", "var_scale"):
             acc[(r["arch"], r["init"], r["lr"], 1)] = r["test_accuracy"]
     for r in sweep:
+        if r["seed"] != 0:
+            continue
         for rate in (1e-5, 1e-6):
             c = round(r["lr"] / rate, 6)
             if c in FACTORS:
@@ -57,6 +59,18 @@ def main(results=HERE.parents[1] / "runs" / "table1-full" / "results.json"):
                 c = match(pts, paper)
                 c = f"{c:.1f}" if isinstance(c, float) else c
                 print(f"| {arch} | {init} | {rate:g} | " + " | ".join(cells) + f" | {paper:.3f} | {c} |")
+    seeds = {}
+    for r in sweep:
+        seeds.setdefault((r["arch"], r["init"], r["lr"]), {})[r["seed"]] = r["test_accuracy"]
+    multi = {k: v for k, v in seeds.items() if len(v) > 1}
+    if multi:
+        print("\nSeeds (the points run with more than one):\n")
+        print("| architecture | column | lr | test accuracy by seed | spread (pp) |")
+        print("|---|---|---|---|---|")
+        for (arch, init, lr), v in sorted(multi.items()):
+            accs = " / ".join(f"{v[k]:.4f}" for k in sorted(v))
+            print(f"| {arch} | {init} | {lr:g} | {accs} (seeds {', '.join(map(str, sorted(v)))}) "
+                  f"| {100 * (max(v.values()) - min(v.values())):.2f} |")
 
 
 if __name__ == "__main__":
