@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from cvx_fenchel.baselines.torch_arch import init_weights, layer_shapes
-from cvx_fenchel.table1 import PAPER, Settings, _data, network
+from cvx_fenchel.table1 import PAPER, Settings, _accuracy, _data, network
+
+
+def column(init):
+    """The report's Table 1 column a probed init is compared with."""
+    return "normal" if init == "normal_sd0.1" else init
 
 
 def weights(arch, init, seed):
@@ -40,13 +45,12 @@ def main(arch, inits, lrs, out, seed="0", data_dir="/work/shared/data/mnist"):
         for init in inits.split(","):
             if (arch, init, lr, seed) in done:
                 continue
-            col = "normal" if init == "normal_sd0.1" else init  # the report's column compared with
+            col = column(init)
             t0 = time.perf_counter()
             w = weights(arch, init, seed)
             m = network(arch, lr, "given" if w else init, seed, st, w).fit(Xtr, ytr)
             row = {"arch": arch, "init": init, "lr": lr, "seed": seed,
-                   "test_accuracy": float(np.mean(m.predict(Xte) == yte)),
-                   "train_accuracy": float(np.mean(m.predict(Xtr) == ytr)),
+                   "test_accuracy": _accuracy(m, Xte, yte), "train_accuracy": _accuracy(m, Xtr, ytr),
                    "paper_1e-5": PAPER[(arch, 1e-5, col)][0], "paper_1e-6": PAPER[(arch, 1e-6, col)][0],
                    "seconds": round(time.perf_counter() - t0, 1)}
             print(json.dumps(row), flush=True)

@@ -32,6 +32,7 @@ def match(points, target):
 
 def main(results=HERE.parents[1] / "runs" / "table1-full" / "results.json"):
     from cvx_fenchel.table1 import PAPER
+    from probe import column  # this folder's probe.py (the script's folder is on sys.path)
     sweep = [json.loads(l) for l in (HERE / "lr-sweep.jsonl").read_text().splitlines()]
     base = [r for r in json.loads(Path(results).read_text())["rows"] if r["seed"] == 0]
     acc = {}
@@ -54,7 +55,7 @@ def main(results=HERE.parents[1] / "runs" / "table1-full" / "results.json"):
                 pts = {c: acc[(arch, init, rate, c)] for c in FACTORS if (arch, init, rate, c) in acc}
                 if not pts:
                     continue
-                paper = PAPER[(arch, rate, "normal" if init == "normal_sd0.1" else init)][0]
+                paper = PAPER[(arch, rate, column(init))][0]
                 cells = [f"{pts[c]:.4f}" if c in pts else "-" for c in FACTORS]
                 c = match(pts, paper)
                 c = f"{c:.1f}" if isinstance(c, float) else c
